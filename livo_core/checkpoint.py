@@ -1,0 +1,108 @@
+"""Training checkpoints as one explicit state: weights, optimizer, scheduler, RNG, step and resolved config.
+
+Everything tensor-valued is safetensors and everything else JSON, so resuming never unpickles a file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from livo_core.models.value_encoder import ValueEncoder
+
+PREFIX = "checkpoint-"
+STATE_FILE = "state.json"
+
+
+def _flatten_optimizer(state_dict: dict) -> tuple[dict[str, torch.Tensor], dict]:
+    tensors, plain = {}, {"param_groups": state_dict["param_groups"], "state": {}}
+    for index, slots in state_dict["state"].items():
+        plain["state"][str(index)] = {}
+        for name, value in slots.items():
+            if torch.is_tensor(value):
+                tensors[f"{index}.{name}"] = value.detach().cpu().contiguous()
+            else:
+                plain["state"][str(index)][name] = value
+    return tensors, plain
+
+
+def _unflatten_optimizer(tensors: dict[str, torch.Tensor], plain: dict) -> dict:
+    state = {int(index): dict(slots) for index, slots in plain["state"].items()}
+    for key, value in tensors.items():
+        index, name = key.split(".", 1)
+        state[int(index)][name] = value
+    return {"state": state, "param_groups": plain["param_groups"]}
+
+
+def save_checkpoint(
+    output_dir: Path, step: int, value_encoder: ValueEncoder, optimizer, scheduler, config: dict, keep: int = 2
+) -> Path:
+    """Write `checkpoint-{step}` atomically (temporary folder, then rename); keeps the newest `keep`."""
+    final = Path(output_dir) / f"{PREFIX}{step:07d}"
+    tmp = Path(output_dir) / f".{final.name}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    value_encoder.save_pretrained(tmp, metadata={"step": step})
+    opt_tensors, opt_plain = _flatten_optimizer(optimizer.state_dict())
+    save_file(opt_tensors, str(tmp / "optimizer.safetensors"))
+    save_file({"torch_rng": torch.get_rng_state()}, str(tmp / "rng.safetensors"))
+    state = {
+        "step": step,
+        "config": config,
+        "optimizer": opt_plain,
+        "scheduler": scheduler.state_dict(),
+        "python_rng": _jsonable(random.getstate()),
+        "numpy_rng": _jsonable(np.random.get_state(legacy=False)),
+    }
+    (tmp / STATE_FILE).write_text(json.dumps(state, default=str))
+    for file in tmp.rglob("*"):
+        if file.is_file():
+            with open(file, "rb") as handle:
+                os.fsync(handle.fileno())
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(tmp, final)
+    for old in list_checkpoints(output_dir)[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def _jsonable(value):
+    if isinstance(value, tuple | list):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return value
+
+
+def list_checkpoints(output_dir: Path) -> list[Path]:
+    """Complete checkpoints (those with a state file), oldest first."""
+    return sorted(p for p in Path(output_dir).glob(f"{PREFIX}*") if (p / STATE_FILE).is_file())
+
+
+def latest_checkpoint(output_dir: Path) -> Path | None:
+    found = list_checkpoints(output_dir)
+    return found[-1] if found else None
+
+
+def read_state(checkpoint: Path) -> dict:
+    return json.loads((Path(checkpoint) / STATE_FILE).read_text())
+
+
+def restore_training_state(checkpoint: Path, optimizer, scheduler) -> int:
+    """Load optimizer, scheduler and RNG states in place; returns the step to continue from."""
+    state = read_state(checkpoint)
+    optimizer.load_state_dict(_unflatten_optimizer(load_file(str(Path(checkpoint) / "optimizer.safetensors")), state["optimizer"]))
+    scheduler.load_state_dict(state["scheduler"])
+    torch.set_rng_state(load_file(str(Path(checkpoint) / "rng.safetensors"))["torch_rng"])
+    version, internal, gauss = state["python_rng"]
+    random.setstate((version, tuple(internal), gauss))
+    np.random.set_state(state["numpy_rng"])
+    return int(state["step"])

@@ -1,0 +1,75 @@
+"""Typed, frozen configs, one per stage; each can fingerprint itself for cache keys and provenance."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class _Config(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    def fingerprint(self) -> str:
+        """A short hash of every field, stable across runs."""
+        return hashlib.sha256(json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()[:16]
+
+
+class TrainConfig(_Config):
+    """Training of the value encoder; the diffusion model stays frozen."""
+
+    # model
+    base_model: str = Field("shapes", description="profile (shapes, sd15), local pipeline folder or hub id")
+    # data
+    dataset: str = Field(..., description="folder holding pairs.parquet, images/ and latents/")
+    output_dir: str = Field(..., description="folder for checkpoints, metrics.jsonl, validation images, export")
+    # loss
+    loss: Literal["livo", "dpo"] = Field("livo", description="LiVO hinge loss or Diffusion-DPO")
+    beta: float = Field(1000.0, description="LiVO winner-term scale")
+    alpha: float = Field(500.0, description="LiVO loser-term scale")
+    gamma1: float = Field(1.0, description="LiVO winner margin")
+    gamma2: float = Field(0.5, description="LiVO loser margin")
+    dpo_beta: float = Field(2500.0, description="Diffusion-DPO KL scale")
+    # optimisation
+    learning_rate: float = Field(1e-6, gt=0, description="AdamW learning rate (constant after warm-up)")
+    warmup_steps: int = Field(0, ge=0, description="linear warm-up, optimizer steps")
+    weight_decay: float = Field(0.01, ge=0)
+    adam_betas: tuple[float, float] = (0.9, 0.999)
+    batch_size: int = Field(8, ge=1, description="pairs per micro-batch")
+    grad_accumulation: int = Field(1, ge=1, description="micro-batches per optimizer step")
+    max_steps: int = Field(15000, ge=1, description="optimizer steps")
+    max_minutes: float | None = Field(None, gt=0, description="stop (with a checkpoint) after this wall time")
+    max_grad_norm: float = Field(1.0, gt=0)
+    mixed_precision: Literal["auto", "no", "fp16", "bf16"] = Field("auto", description="auto: bf16 on GPU, none on CPU")
+    seed: int = 0
+    # bookkeeping
+    checkpoint_every: int = Field(1000, ge=1, description="optimizer steps between checkpoints")
+    validate_every: int = Field(1000, ge=1, description="optimizer steps between validation grids")
+    log_every: int = Field(10, ge=1)
+    validation_prompts: tuple[str, ...] = Field(("a photo of a doctor",), description="prompts of the validation grid")
+    validation_principle: str | None = Field("gender_equality", description="principle id applied in the grid")
+    num_threads: int | None = Field(None, ge=1, description="torch CPU threads (None: torch's default)")
+
+    @model_validator(mode="after")
+    def _check(self) -> TrainConfig:
+        if self.max_steps < self.warmup_steps:
+            raise ValueError(f"warmup_steps ({self.warmup_steps}) exceeds max_steps ({self.max_steps})")
+        return self
+
+    @property
+    def global_batch(self) -> int:
+        return self.batch_size * self.grad_accumulation
+
+
+class EvalConfig(_Config):
+    """The reference evaluation protocol (../shared/livo-reference.md), scaled by `images_per_prompt`."""
+
+    images_per_prompt: int = Field(50, ge=5, description="images per prompt (reference: 50)")
+    seeds: tuple[int, ...] = Field((0,), description="one evaluation per seed; results report mean and spread")
+    value_dropout: float = Field(0.5, ge=0, le=1, description="share of bias images generated without the value")
+    steps: int = Field(25, ge=1, description="DPM-Solver steps")
+    guidance_scale: float = Field(7.5, ge=1)
+    batch_size: int = Field(16, ge=1)
+    split: Literal["heldout", "train"] = "heldout"

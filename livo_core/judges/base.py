@@ -1,0 +1,37 @@
+"""The judge interface and its verdict record (with the provenance written into every judgment row)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from livo_core.principles import Principle
+
+VIOLATES, CONFORMS = "violates", "conforms"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What a judge says of one image for one principle.
+
+    Toxicity: label is `violates` when score > threshold, else `conforms`. Bias: label is the attribute class
+    seen (or `none` when no person is seen) and score the judge's confidence in it.
+    """
+
+    label: str
+    score: float
+    judge_name: str
+    judge_version: str
+    threshold: float
+
+
+class Judge(Protocol):
+    name: str
+    version: str
+
+    def judge(self, images: Sequence[np.ndarray], principle: Principle) -> list[Verdict]:
+        """One verdict per image; images are (H, W, 3) uint8 arrays."""
+        ...

@@ -1,0 +1,1 @@
+"""Model code: the value encoder, conditioning, tokenizer and pipeline loading."""

@@ -1,0 +1,118 @@
+"""LiVO generation on top of diffusers' StableDiffusionPipeline: with a value, without, or with value dropout."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from diffusers import StableDiffusionPipeline
+
+from livo_core.models.loading import load_base_pipeline
+from livo_core.models.value_encoder import ValueEncoder, build_conditioning, check_prompt, encode_prompts
+from livo_core.principles import Principle
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    """Sampler settings shared by every image of one call (DPM-Solver multistep from the pipeline folder)."""
+
+    steps: int = 25
+    guidance_scale: float = 7.5
+    height: int | None = None  # None: the UNet's native size
+    width: int | None = None
+    batch_size: int = 16
+    negative_prompt: str = ""  # the unconditional text; the "negative prompt" baseline sets it
+
+
+SHAPES_SETTINGS = GenerationSettings(steps=20, guidance_scale=3.0, batch_size=64)
+
+
+def default_settings(base_model: str) -> GenerationSettings:
+    """The reference's sampler settings, or the shapes world's (a small model wants fewer steps, lower CFG)."""
+    return SHAPES_SETTINGS if base_model == "shapes" else GenerationSettings()
+
+
+class LivoPipeline:
+    """A frozen base pipeline plus an optional value encoder."""
+
+    def __init__(self, base: StableDiffusionPipeline, value_encoder: ValueEncoder | None = None):
+        self.base = base
+        self.value_encoder = value_encoder.to(base.device).eval() if value_encoder is not None else None
+
+    @classmethod
+    def from_pretrained(
+        cls, base_model: str = "shapes", value_encoder_dir: str | Path | None = None, device: str | None = None
+    ) -> LivoPipeline:
+        base = load_base_pipeline(base_model, device=device)
+        encoder = None
+        if value_encoder_dir is not None:
+            encoder = ValueEncoder.from_pretrained(value_encoder_dir, base.text_encoder.config.hidden_size)
+        return cls(base, encoder)
+
+    @torch.no_grad()
+    def conditioning(self, prompts: list[str], principles: list[Principle | None]) -> torch.Tensor:
+        """(B, L, D) prompt embeddings: c_v where a principle is given, E(x) where it is None."""
+        embeds = encode_prompts(self.base.text_encoder, self.base.tokenizer, prompts)
+        with_value = [i for i, p in enumerate(principles) if p is not None]
+        if with_value:
+            if self.value_encoder is None:
+                raise ValueError("a principle was given but this pipeline has no value encoder: load one")
+            values = self.value_encoder.encode([principles[i] for i in with_value], [prompts[i] for i in with_value])
+            embeds[with_value] = build_conditioning(values, embeds[with_value]).to(embeds.dtype)
+        return embeds
+
+    @torch.no_grad()
+    def generate(
+        self,
+        prompts: Sequence[str],
+        seeds: Sequence[int],
+        principles: Sequence[Principle | None] | Principle | None = None,
+        value_dropout: float = 0.0,
+        settings: GenerationSettings = GenerationSettings(),
+    ) -> tuple[np.ndarray, list[bool]]:
+        """Images (N, H, W, 3) uint8, one per (prompt, seed), and whether each got its value token.
+
+        `value_dropout` p drops the value for an image with probability p, decided by its seed (the
+        reference's debias protocol), so the same seeds give the same split.
+        """
+        prompts, seeds = list(prompts), list(seeds)
+        if len(prompts) != len(seeds):
+            raise ValueError(f"{len(prompts)} prompts but {len(seeds)} seeds: give one seed per image")
+        if not isinstance(principles, Sequence):
+            principles = [principles] * len(prompts)
+        for prompt in prompts:
+            check_prompt(prompt, self.base.tokenizer)
+        applied = [p is not None and random.Random(seed).random() >= value_dropout for p, seed in zip(principles, seeds)]
+        chosen = [p if keep else None for p, keep in zip(principles, applied)]
+        images = [
+            self._generate_batch(prompts[i : i + settings.batch_size], seeds[i : i + settings.batch_size],
+                                 chosen[i : i + settings.batch_size], settings)
+            for i in range(0, len(prompts), settings.batch_size)
+        ]
+        return np.concatenate(images), applied
+
+    def _generate_batch(self, prompts, seeds, principles, settings: GenerationSettings) -> np.ndarray:
+        cond = self.conditioning(prompts, principles)
+        uncond = encode_prompts(self.base.text_encoder, self.base.tokenizer, [settings.negative_prompt] * len(prompts))
+        generators = [torch.Generator(device="cpu").manual_seed(int(s)) for s in seeds]
+        native = self.base.unet.config.sample_size * self.base.vae_scale_factor
+        latents = torch.stack([
+            torch.randn((self.base.unet.config.in_channels, (settings.height or native) // self.base.vae_scale_factor,
+                         (settings.width or native) // self.base.vae_scale_factor), generator=g)
+            for g in generators
+        ]).to(self.base.device, cond.dtype)
+        output = self.base(
+            prompt_embeds=cond,
+            negative_prompt_embeds=uncond,
+            latents=latents,
+            num_inference_steps=settings.steps,
+            guidance_scale=settings.guidance_scale,
+            height=settings.height or native,
+            width=settings.width or native,
+            output_type="np",
+        )
+        return (np.clip(output.images, 0, 1) * 255).round().astype(np.uint8)

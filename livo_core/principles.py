@@ -1,0 +1,95 @@
+"""Value principles as data: loads `data/principles.yaml` into typed `Principle` records."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+DATA_DIR = Path(__file__).resolve().parents[1] / "data"
+PRINCIPLES_FILE = DATA_DIR / "principles.yaml"
+NOT_APPLICABLE = "not_applicable"
+
+
+class Principle(BaseModel):
+    """One value principle: its id, the canonical value text and how to check it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    text: str = Field(description="canonical value text fed to the value encoder")
+    aliases: tuple[str, ...] = ()
+    category: Literal["bias", "toxicity"]
+    attribute: str | None = None
+    classes: tuple[str, ...] = ()
+    concept: str | None = None
+    keywords: tuple[str, ...] = ()
+    exclusions: tuple[str, ...] = Field(default=(), description="harmless phrases that contain or resemble a keyword")
+    judges: dict[str, str] = Field(default_factory=dict)
+    threshold: float = 0.5
+
+    @model_validator(mode="after")
+    def _check_category_fields(self) -> Principle:
+        if self.category == "bias" and (self.attribute is None or len(self.classes) < 2):
+            raise ValueError(f"bias principle {self.id!r} needs an attribute and >= 2 classes")
+        if self.category == "toxicity" and self.concept is None:
+            raise ValueError(f"toxicity principle {self.id!r} needs a concept")
+        return self
+
+
+class PrincipleSet(BaseModel):
+    """All principles of one principles file, addressable by id."""
+
+    model_config = ConfigDict(frozen=True)
+
+    version: int
+    principles: tuple[Principle, ...]
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> PrincipleSet:
+        ids = [p.id for p in self.principles]
+        if len(ids) != len(set(ids)) or NOT_APPLICABLE in ids:
+            raise ValueError(f"principle ids must be unique and not {NOT_APPLICABLE!r}: {ids}")
+        return self
+
+    @property
+    def ids(self) -> list[str]:
+        return [p.id for p in self.principles]
+
+    def get(self, principle_id: str) -> Principle:
+        """The principle with this id; a clear error naming the known ids otherwise."""
+        for principle in self.principles:
+            if principle.id == principle_id:
+                return principle
+        raise KeyError(
+            f"unknown principle id {principle_id!r}; known ids: {', '.join(self.ids)} "
+            f"(add it to data/principles.yaml or fix the id)"
+        )
+
+    def by_text(self, text: str) -> Principle:
+        """The principle whose canonical text or alias equals `text` (case-insensitive)."""
+        wanted = text.strip().lower()
+        for principle in self.principles:
+            if wanted in {principle.text.lower(), *(a.lower() for a in principle.aliases)}:
+                return principle
+        raise KeyError(f"no principle has the text {text!r}; known texts: {[p.text for p in self.principles]}")
+
+    def of_category(self, category: str) -> list[Principle]:
+        return [p for p in self.principles if p.category == category]
+
+
+@lru_cache(maxsize=8)
+def load_principles(path: Path | str = PRINCIPLES_FILE) -> PrincipleSet:
+    """Load and validate a principles YAML file (cached per path)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"principles file not found: {path} (pass the path of a principles.yaml)")
+    return PrincipleSet.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
+
+
+def value_prompt(principle: Principle, prompt: str) -> str:
+    """The value encoder's input text: the only place "{value}, {prompt}" is formed."""
+    return f"{principle.text}, {prompt}"

@@ -1,0 +1,83 @@
+"""Declared Parquet tables: one `pa.schema` per table, a schema version, and atomic, checked read/write."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+SCHEMA_VERSION = "1"
+_META_KEY = b"livo"
+
+PAIRS = pa.schema(
+    [
+        pa.field("pair_id", pa.string(), nullable=False),
+        pa.field("prompt_id", pa.string(), nullable=False),
+        pa.field("prompt", pa.string(), nullable=False),
+        pa.field("principle_id", pa.dictionary(pa.int32(), pa.string()), nullable=False),
+        pa.field("value_text", pa.string(), nullable=False),
+        pa.field("category", pa.dictionary(pa.int32(), pa.string()), nullable=False),
+        pa.field("aligned_prompt", pa.string(), nullable=False),
+        pa.field("aligned_image", pa.string(), nullable=False),  # path relative to the dataset folder
+        pa.field("aligned_sha256", pa.string(), nullable=False),
+        pa.field("violating_image", pa.string(), nullable=False),
+        pa.field("violating_sha256", pa.string(), nullable=False),
+        pa.field("aligned_label", pa.string(), nullable=False),
+        pa.field("aligned_score", pa.float32(), nullable=False),
+        pa.field("violating_label", pa.string(), nullable=False),
+        pa.field("violating_score", pa.float32(), nullable=False),
+        pa.field("seed", pa.int64(), nullable=False),
+        pa.field("base_model", pa.string(), nullable=False),
+        pa.field("generation", pa.string(), nullable=False),  # JSON of the generation settings
+        pa.field("judge_name", pa.string(), nullable=False),
+        pa.field("judge_version", pa.string(), nullable=False),
+        pa.field("prompt_source", pa.string(), nullable=False),
+        pa.field("split", pa.dictionary(pa.int32(), pa.string()), nullable=False),
+    ]
+)
+
+
+class SchemaError(ValueError):
+    """A Parquet file does not match the table it claims to be."""
+
+
+def write_table(rows: list[dict] | pa.Table, path: str | Path, schema: pa.Schema, meta: dict | None = None) -> Path:
+    """Cast rows to `schema`, embed the schema version and `meta`, write to a temporary name, fsync, rename."""
+    table = rows if isinstance(rows, pa.Table) else pa.Table.from_pylist(rows, schema=schema)
+    try:
+        table = table.select(schema.names).cast(schema)
+    except (KeyError, ValueError, pa.ArrowInvalid, pa.ArrowTypeError) as error:
+        raise SchemaError(f"rows for {path} do not fit the schema: {error}") from error
+    metadata = {_META_KEY: json.dumps({"schema_version": SCHEMA_VERSION, **(meta or {})}, default=str).encode()}
+    table = table.replace_schema_metadata(metadata)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    pq.write_table(table, tmp)
+    with open(tmp, "rb") as handle:
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+    return path
+
+
+def read_table(path: str | Path, schema: pa.Schema) -> pa.Table:
+    """Read a table written by `write_table`, checking its schema version and columns."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"table not found: {path}")
+    table = pq.read_table(path)
+    meta = read_metadata(table)
+    if meta.get("schema_version") != SCHEMA_VERSION:
+        raise SchemaError(f"{path} has schema version {meta.get('schema_version')!r}, livo reads {SCHEMA_VERSION!r}")
+    missing = set(schema.names) - set(table.column_names)
+    if missing:
+        raise SchemaError(f"{path} lacks columns {sorted(missing)}")
+    return table.select(schema.names).cast(schema)
+
+
+def read_metadata(table: pa.Table) -> dict:
+    raw = (table.schema.metadata or {}).get(_META_KEY)
+    return json.loads(raw) if raw else {}

@@ -1,0 +1,1 @@
+"""The shapes world: an offline text-to-image world with a measurable bias and toxicity."""

@@ -1,0 +1,202 @@
+"""Builds and trains the shapes world's small latent diffusion model (a StableDiffusionPipeline folder)."""
+
+from __future__ import annotations
+
+import copy
+import json
+import random
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from diffusers import AutoencoderKL, DDPMScheduler, DPMSolverMultistepScheduler, StableDiffusionPipeline, UNet2DConditionModel
+from tqdm.auto import tqdm
+from transformers import CLIPTextConfig, CLIPTextModel
+
+from livo_core.models.tokenizer import build_clip_tokenizer
+from livo_core.shapes import world
+
+
+@dataclass(frozen=True)
+class ShapesModelConfig:
+    """Architecture and training budget of the shapes base model (defaults reproduce the shipped one)."""
+
+    max_tokens: int = 32  # tokenizer length, like SD's 77
+    text_hidden: int = 96  # CLIP text width (SD: 768)
+    text_layers: int = 2
+    unet_channels: tuple[int, int, int] = (32, 64, 64)
+    vae_channels: tuple[int, int] = (32, 64)  # 2 blocks: 32 px images -> 16x16 latents
+    latent_channels: int = 4
+    vae_steps: int = 800
+    vae_batch: int = 64
+    vae_lr: float = 1e-3
+    unet_steps: int = 6000
+    unet_batch: int = 64
+    unet_lr: float = 1e-3
+    prompt_dropout: float = 0.1  # share of empty prompts, for classifier-free guidance
+    ema_decay: float = 0.999
+    seed: int = 0
+
+
+def build_text_encoder(cfg: ShapesModelConfig) -> CLIPTextModel:
+    config = CLIPTextConfig(
+        vocab_size=49408,
+        hidden_size=cfg.text_hidden,
+        intermediate_size=4 * cfg.text_hidden,
+        num_hidden_layers=cfg.text_layers,
+        num_attention_heads=4,
+        max_position_embeddings=cfg.max_tokens,
+        bos_token_id=49406,
+        eos_token_id=49407,
+        pad_token_id=49407,
+    )
+    return CLIPTextModel(config)
+
+
+def build_vae(cfg: ShapesModelConfig) -> AutoencoderKL:
+    return AutoencoderKL(
+        down_block_types=("DownEncoderBlock2D",) * len(cfg.vae_channels),
+        up_block_types=("UpDecoderBlock2D",) * len(cfg.vae_channels),
+        block_out_channels=cfg.vae_channels,
+        latent_channels=cfg.latent_channels,
+        norm_num_groups=16,
+        sample_size=world.SIZE,
+        mid_block_add_attention=False,
+    )
+
+
+def build_unet(cfg: ShapesModelConfig) -> UNet2DConditionModel:
+    return UNet2DConditionModel(
+        sample_size=world.SIZE // 2 ** (len(cfg.vae_channels) - 1),
+        in_channels=cfg.latent_channels,
+        out_channels=cfg.latent_channels,
+        layers_per_block=1,
+        block_out_channels=cfg.unet_channels,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=cfg.text_hidden,
+        attention_head_dim=8,
+    )
+
+
+def build_noise_scheduler() -> DDPMScheduler:
+    return DDPMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", prediction_type="epsilon")
+
+
+def render_batch(rng: random.Random, n: int) -> tuple[list[str], torch.Tensor]:
+    """`n` fresh training prompts and their renders as a (n, 3, 32, 32) tensor in [-1, 1]."""
+    prompts = [world.sample_training_prompt(rng) for _ in range(n)]
+    images = np.stack([world.render(p.sample_scene(rng), rng) for p in prompts])
+    return [p.text for p in prompts], to_model_range(images)
+
+
+def to_model_range(images: np.ndarray) -> torch.Tensor:
+    """uint8 (N, H, W, 3) -> float (N, 3, H, W) in [-1, 1]."""
+    return torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+
+
+def train_vae(vae: AutoencoderKL, cfg: ShapesModelConfig, rng: random.Random) -> float:
+    """Fit the autoencoder to world renders; returns the latent std used as scaling factor."""
+    optimizer = torch.optim.AdamW(vae.parameters(), lr=cfg.vae_lr)
+    for _ in tqdm(range(cfg.vae_steps), desc="vae", mininterval=5):
+        _, images = render_batch(rng, cfg.vae_batch)
+        posterior = vae.encode(images).latent_dist
+        recon = vae.decode(posterior.sample()).sample
+        loss = F.mse_loss(recon, images) + 1e-6 * posterior.kl().mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    with torch.no_grad():
+        _, images = render_batch(rng, 256)
+        return float(vae.encode(images).latent_dist.mode().std())
+
+
+class _Tokens:
+    """Caches token ids per prompt text (the world has a few thousand distinct prompts)."""
+
+    def __init__(self, max_tokens: int):
+        self.tokenizer = build_clip_tokenizer(max_tokens)
+        self._cache: dict[str, torch.Tensor] = {}
+
+    def __call__(self, texts: list[str]) -> torch.Tensor:
+        missing = [t for t in set(texts) if t not in self._cache]
+        if missing:
+            ids = self.tokenizer(missing, padding="max_length", truncation=True, return_tensors="pt").input_ids
+            self._cache.update(zip(missing, ids))
+        return torch.stack([self._cache[t] for t in texts])
+
+
+def train_denoiser(
+    unet: UNet2DConditionModel, text_encoder: CLIPTextModel, vae: AutoencoderKL, cfg: ShapesModelConfig, rng: random.Random
+) -> tuple[UNet2DConditionModel, CLIPTextModel]:
+    """Train UNet and text encoder jointly on fresh renders; returns their EMA copies."""
+    tokens, noise_scheduler = _Tokens(cfg.max_tokens), build_noise_scheduler()
+    params = list(unet.parameters()) + list(text_encoder.parameters())
+    optimizer = torch.optim.AdamW(params, lr=cfg.unet_lr, weight_decay=0.0)
+    warmup = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / 200))
+    ema_unet, ema_text = copy.deepcopy(unet).requires_grad_(False), copy.deepcopy(text_encoder).requires_grad_(False)
+    scaling = vae.config.scaling_factor
+    progress = tqdm(range(cfg.unet_steps), desc="unet", mininterval=10)
+    for step in progress:
+        texts, images = render_batch(rng, cfg.unet_batch)
+        texts = ["" if rng.random() < cfg.prompt_dropout else t for t in texts]
+        with torch.no_grad():
+            latents = vae.encode(images).latent_dist.sample() * scaling  # (B, 4, 16, 16)
+        noise = torch.randn_like(latents)
+        t = torch.randint(0, noise_scheduler.config.num_train_timesteps, (len(texts),))
+        noisy = noise_scheduler.add_noise(latents, noise, t)
+        cond = text_encoder(tokens(texts))[0]  # (B, L, D)
+        loss = F.mse_loss(unet(noisy, t, cond).sample, noise)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        warmup.step()
+        decay = min(cfg.ema_decay, (1 + step) / (10 + step))
+        _ema_update(ema_unet, unet, decay)
+        _ema_update(ema_text, text_encoder, decay)
+        if step % 50 == 0:
+            progress.set_postfix(loss=f"{loss.item():.4f}")
+    return ema_unet, ema_text
+
+
+@torch.no_grad()
+def _ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
+    for e, p in zip(ema.parameters(), model.parameters()):
+        e.lerp_(p, 1.0 - decay)
+
+
+def assemble_pipeline(
+    cfg: ShapesModelConfig, vae: AutoencoderKL | None = None, unet=None, text_encoder=None
+) -> StableDiffusionPipeline:
+    """A StableDiffusionPipeline of the shapes architecture; missing parts are freshly initialised."""
+    return StableDiffusionPipeline(
+        vae=vae or build_vae(cfg),
+        text_encoder=text_encoder or build_text_encoder(cfg),
+        tokenizer=build_clip_tokenizer(cfg.max_tokens),
+        unet=unet or build_unet(cfg),
+        scheduler=DPMSolverMultistepScheduler.from_config(build_noise_scheduler().config),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+
+
+def train_shapes_pipeline(out_dir: Path, cfg: ShapesModelConfig = ShapesModelConfig()) -> StableDiffusionPipeline:
+    """Train the whole shapes model from scratch and save it as a pipeline folder (fp16 safetensors)."""
+    torch.manual_seed(cfg.seed)
+    rng = random.Random(cfg.seed)
+    started = time.time()
+    vae = build_vae(cfg)
+    latent_std = train_vae(vae, cfg, rng)
+    vae.register_to_config(scaling_factor=round(1.0 / latent_std, 5))
+    vae.requires_grad_(False).eval()
+    unet, text_encoder = train_denoiser(build_unet(cfg), build_text_encoder(cfg), vae, cfg, rng)
+    pipeline = assemble_pipeline(cfg, vae, unet, text_encoder)
+    pipeline.to(torch.float16).save_pretrained(out_dir, safe_serialization=True)
+    record = {"config": asdict(cfg), "minutes": round((time.time() - started) / 60, 1), "latent_std": latent_std}
+    (Path(out_dir) / "training.json").write_text(json.dumps(record, indent=2))
+    return pipeline.to(torch.float32)

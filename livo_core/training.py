@@ -1,0 +1,232 @@
+"""The LiVO trainer: a frozen diffusion model, a trainable value encoder, cached latents, exact resume."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+from diffusers import DDPMScheduler
+from PIL import Image
+from tqdm.auto import tqdm
+
+from livo_core.checkpoint import latest_checkpoint, read_state, restore_training_state, save_checkpoint
+from livo_core.config import TrainConfig
+from livo_core.losses import LOSSES, LossOutput, denoising_error
+from livo_core.models.loading import load_base_pipeline
+from livo_core.models.value_encoder import ValueEncoder, build_conditioning, encode_prompts
+from livo_core.pairs import load_latent
+from livo_core.pipeline import LivoPipeline, default_settings
+from livo_core.principles import Principle, load_principles
+from livo_core.schema import PAIRS, read_table
+
+METRICS_FILE = "metrics.jsonl"
+# Fields that define the training trajectory: a resumed run must agree on them.
+_TRAJECTORY_FIELDS = ("base_model", "dataset", "loss", "beta", "alpha", "gamma1", "gamma2", "dpo_beta",
+                      "learning_rate", "warmup_steps", "weight_decay", "batch_size", "grad_accumulation", "seed")
+
+
+@dataclass
+class PairBatch:
+    """A micro-batch of preference pairs; the collator turns aligned/violating into w/l."""
+
+    prompts: list[str]
+    principles: list[Principle]
+    latents_w: torch.Tensor  # (B, C, h, w)
+    latents_l: torch.Tensor  # (B, C, h, w)
+    positions: list[int]  # position of each pair in the optimizer step's global batch
+
+
+class PairDataset:
+    """Training pairs of a dataset folder, with every latent loaded once into memory."""
+
+    def __init__(self, dataset_dir: str | Path, split: str = "train"):
+        root = Path(dataset_dir)
+        table = read_table(root / "pairs.parquet", PAIRS).to_pylist()
+        rows = [r for r in table if r["split"] == split]
+        if not rows:
+            raise ValueError(f"{root / 'pairs.parquet'} has no pairs in split {split!r}: build the dataset first")
+        principles = load_principles()
+        self.prompts = [r["prompt"] for r in rows]
+        self.principles = [principles.get(r["principle_id"]) for r in rows]
+        self.latents_w = torch.stack([load_latent(root, r["aligned_sha256"]) for r in rows])
+        self.latents_l = torch.stack([load_latent(root, r["violating_sha256"]) for r in rows])
+
+    def __len__(self) -> int:
+        return len(self.prompts)
+
+    def collate(self, indices: list[int], positions: list[int]) -> PairBatch:
+        return PairBatch([self.prompts[i] for i in indices], [self.principles[i] for i in indices],
+                         self.latents_w[indices], self.latents_l[indices], positions)
+
+
+class PairSampler:
+    """Which pairs make optimizer step s: a fixed function of (seed, s), so a resumed run sees the same data."""
+
+    def __init__(self, n_pairs: int, global_batch: int, seed: int):
+        self.n, self.global_batch, self.seed = n_pairs, global_batch, seed
+
+    @lru_cache(maxsize=4)
+    def _permutation(self, epoch: int) -> list[int]:
+        return torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed + epoch)).tolist()
+
+    def step_indices(self, step: int) -> list[int]:
+        start = step * self.global_batch
+        return [self._permutation(k // self.n)[k % self.n] for k in range(start, start + self.global_batch)]
+
+
+def pair_noise(shape: tuple[int, ...], seed: int, step: int, position: int, timesteps: int) -> tuple[torch.Tensor, int]:
+    """One noise and one timestep per pair, shared by its aligned and violating image, fixed by its position."""
+    generator = torch.Generator().manual_seed(seed * 1_000_003 + step * 4096 + position)
+    return torch.randn(shape, generator=generator), int(torch.randint(0, timesteps, (1,), generator=generator))
+
+
+class Trainer:
+    """Trains a value encoder on a pairs dataset with the LiVO or DPO loss."""
+
+    def __init__(self, config: TrainConfig):
+        if config.num_threads:
+            torch.set_num_threads(config.num_threads)
+        self.config = config
+        self.output_dir = Path(config.output_dir)
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        self.accelerator = Accelerator(mixed_precision=self._precision(), gradient_accumulation_steps=config.grad_accumulation)
+        device = self.accelerator.device
+        frozen_dtype = torch.bfloat16 if self.accelerator.mixed_precision == "bf16" else None
+        self.base = load_base_pipeline(config.base_model, dtype=frozen_dtype, device=device)
+        self.noise_scheduler = DDPMScheduler.from_config(self.base.scheduler.config)
+        if self.noise_scheduler.config.prediction_type != "epsilon":
+            raise ValueError(f"{config.base_model} predicts {self.noise_scheduler.config.prediction_type}; LiVO needs epsilon")
+        self.dataset = PairDataset(config.dataset)
+        self.sampler = PairSampler(len(self.dataset), config.global_batch, config.seed)
+        self.loss_fn = LOSSES[config.loss]
+        self.step = 0
+        checkpoint = latest_checkpoint(self.output_dir)
+        self.value_encoder = self._value_encoder(checkpoint)
+        self.optimizer = torch.optim.AdamW(self.value_encoder.parameters(), lr=config.learning_rate,
+                                           betas=config.adam_betas, weight_decay=config.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda s: min(1.0, (s + 1) / config.warmup_steps) if config.warmup_steps else 1.0)
+        if checkpoint is not None:
+            self.step = restore_training_state(checkpoint, self.optimizer, self.scheduler)
+        self._truncate_metrics()
+        self.value_encoder, self.optimizer, self.scheduler = self.accelerator.prepare(
+            self.value_encoder, self.optimizer, self.scheduler)
+
+    def _precision(self) -> str:
+        if self.config.mixed_precision != "auto":
+            return self.config.mixed_precision
+        return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
+
+    def _value_encoder(self, checkpoint: Path | None) -> ValueEncoder:
+        """Fresh from the frozen text encoder, or the checkpoint's weights and architecture on resume."""
+        width = self.base.text_encoder.config.hidden_size
+        if checkpoint is None:
+            return ValueEncoder.from_text_encoder(self.base.text_encoder, self.base.tokenizer)
+        saved = read_state(checkpoint)["config"]
+        changed = [f for f in _TRAJECTORY_FIELDS if saved.get(f) != self.config.model_dump(mode="json").get(f)]
+        if changed:
+            raise ValueError(f"{checkpoint} was trained with other {changed}: resume with the same config or use a new "
+                             "output_dir")
+        return ValueEncoder.from_pretrained(checkpoint, expected_hidden_size=width).train()
+
+    def _truncate_metrics(self) -> None:
+        """Drop log lines past the resumed step, so a restarted run never duplicates them."""
+        path = self.output_dir / METRICS_FILE
+        if path.is_file():
+            kept = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= self.step]
+            path.write_text("".join(line + "\n" for line in kept))
+
+    def losses(self, batch: PairBatch) -> LossOutput:
+        """The four denoising errors with shared noise and timestep per pair, then the loss."""
+        device, timesteps = self.accelerator.device, self.noise_scheduler.config.num_train_timesteps
+        draws = [pair_noise(tuple(batch.latents_w.shape[1:]), self.config.seed, self.step, p, timesteps)
+                 for p in batch.positions]
+        noise = torch.stack([d[0] for d in draws]).to(device)  # (B, C, h, w)
+        t = torch.tensor([d[1] for d in draws], device=device)
+        z_w, z_l = batch.latents_w.to(device), batch.latents_l.to(device)
+        noisy = torch.cat([self.noise_scheduler.add_noise(z_w, noise, t), self.noise_scheduler.add_noise(z_l, noise, t)])
+        t2, target = torch.cat([t, t]), torch.cat([noise, noise])  # (2B,)
+        prompt_embeds = encode_prompts(self.base.text_encoder, self.base.tokenizer, batch.prompts)  # (B, L, D)
+        unet_dtype = self.base.unet.dtype
+        with torch.no_grad():
+            ref = self.base.unet(noisy.to(unet_dtype), t2, prompt_embeds.repeat(2, 1, 1)).sample
+        ref_w, ref_l = denoising_error(ref, target).chunk(2)
+        with self.accelerator.autocast():
+            value = self.accelerator.unwrap_model(self.value_encoder).encode(batch.principles, batch.prompts)  # (B, D)
+            cond = build_conditioning(value, prompt_embeds)  # (B, L, D)
+            policy = self.base.unet(noisy.to(unet_dtype), t2, cond.repeat(2, 1, 1).to(unet_dtype)).sample
+        policy_w, policy_l = denoising_error(policy, target).chunk(2)
+        c = self.config
+        if c.loss == "livo":
+            return self.loss_fn(policy_w, policy_l, ref_w, ref_l, beta=c.beta, alpha=c.alpha, gamma1=c.gamma1, gamma2=c.gamma2)
+        return self.loss_fn(policy_w, policy_l, ref_w, ref_l, beta=c.dpo_beta)
+
+    def micro_batches(self) -> list[PairBatch]:
+        indices, size = self.sampler.step_indices(self.step), self.config.batch_size
+        return [self.dataset.collate(indices[i : i + size], list(range(i, i + size))) for i in range(0, len(indices), size)]
+
+    def train_step(self) -> tuple[LossOutput, float]:
+        """One optimizer step over `grad_accumulation` micro-batches; returns the last output and grad norm."""
+        for batch in self.micro_batches():
+            with self.accelerator.accumulate(self.value_encoder):
+                output = self.losses(batch)
+                self.accelerator.backward(output.loss)
+                grad_norm = float(self.accelerator.clip_grad_norm_(self.value_encoder.parameters(), self.config.max_grad_norm)
+                                  if self.accelerator.sync_gradients else 0.0)
+                self.optimizer.step()
+                self.scheduler.step()
+                self.optimizer.zero_grad(set_to_none=True)
+        return output, grad_norm
+
+    def fit(self) -> Path:
+        """Train to `max_steps` (or `max_minutes`), checkpointing and validating on the way; returns the last checkpoint."""
+        c, started = self.config, time.time()
+        progress = tqdm(range(self.step, c.max_steps), initial=self.step, total=c.max_steps, desc=f"train {c.loss}")
+        for _ in progress:
+            if self.step % c.validate_every == 0:
+                self.validate()
+            output, grad_norm = self.train_step()
+            self.step += 1
+            if self.step % c.log_every == 0 or self.step == c.max_steps:
+                self.log({"step": self.step, **output.as_dict(), "grad_norm": grad_norm,
+                          "lr": self.scheduler.get_last_lr()[0], "elapsed_s": round(time.time() - started, 2)})
+                progress.set_postfix(loss=f"{float(output.loss):.3f}")
+            if self.step % c.checkpoint_every == 0:
+                self.checkpoint()
+            if c.max_minutes and time.time() - started > 60 * c.max_minutes:
+                break
+        return self.checkpoint()
+
+    def checkpoint(self) -> Path:
+        encoder = self.accelerator.unwrap_model(self.value_encoder)
+        return save_checkpoint(self.output_dir, self.step, encoder, self.optimizer, self.scheduler,
+                               self.config.model_dump(mode="json"))
+
+    def log(self, record: dict) -> None:
+        with open(self.output_dir / METRICS_FILE, "a") as handle:
+            handle.write(json.dumps(record) + "\n")
+
+    @torch.no_grad()
+    def validate(self, seeds: tuple[int, ...] = (0, 1, 2, 3)) -> Path:
+        """A grid per step: rows = validation prompts without / with the value, columns = seeds."""
+        if self.config.validation_principle is None:
+            return self.output_dir
+        encoder = self.accelerator.unwrap_model(self.value_encoder).eval()
+        principle = load_principles().get(self.config.validation_principle)
+        pipeline, rows = LivoPipeline(self.base, encoder), []
+        settings = default_settings(self.config.base_model)
+        for prompt in self.config.validation_prompts:
+            for applied in (None, principle):
+                images, _ = pipeline.generate([prompt] * len(seeds), list(seeds), applied, settings=settings)
+                rows.append(np.concatenate(list(images), axis=1))
+        encoder.train()
+        path = self.output_dir / "validation" / f"step-{self.step:07d}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.concatenate(rows, axis=0)).save(path)
+        return path

@@ -1,0 +1,77 @@
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from livo_core.models.loading import ModelNotAvailableError, load_base_pipeline
+from livo_core.models.value_encoder import ValueEncoder
+from livo_core.pipeline import GenerationSettings, LivoPipeline
+
+FAST = GenerationSettings(steps=2, guidance_scale=3.0, batch_size=3)
+
+
+@pytest.fixture(scope="module")
+def pipeline(tiny_pipeline_dir):
+    base = load_base_pipeline(str(tiny_pipeline_dir), device="cpu")
+    return LivoPipeline(base, ValueEncoder.from_text_encoder(base.text_encoder, base.tokenizer))
+
+
+def test_two_step_generation_shapes_and_seeds(pipeline, principles):
+    value = principles.get("gender_equality")
+    images, applied = pipeline.generate(["a photo of a doctor"] * 4, [1, 2, 3, 1], value, settings=FAST)
+    assert images.shape == (4, 32, 32, 3) and images.dtype == np.uint8
+    assert applied == [True] * 4
+    assert np.array_equal(images[0], images[3])  # same seed, same image, across batches
+    assert not np.array_equal(images[0], images[1])
+
+
+def test_value_changes_the_image_and_dropout_is_seeded(pipeline, principles):
+    value = principles.get("gender_equality")
+    seeds = list(range(20))
+    with_value, _ = pipeline.generate(["a photo of a doctor"] * 20, seeds, value, settings=FAST)
+    without, applied_none = pipeline.generate(["a photo of a doctor"] * 20, seeds, None, settings=FAST)
+    mixed, applied = pipeline.generate(["a photo of a doctor"] * 20, seeds, value, value_dropout=0.5, settings=FAST)
+    assert applied_none == [False] * 20
+    assert 0 < sum(applied) < 20
+    for i, used in enumerate(applied):
+        assert np.array_equal(mixed[i], with_value[i] if used else without[i])
+    assert not np.array_equal(with_value, without)
+    _, again = pipeline.generate(["a photo of a doctor"] * 20, seeds, value, value_dropout=0.5, settings=FAST)
+    assert again == applied
+
+
+def test_principle_without_value_encoder_is_an_error(tiny_pipeline_dir, principles):
+    plain = LivoPipeline(load_base_pipeline(str(tiny_pipeline_dir), device="cpu"))
+    with pytest.raises(ValueError, match="no value encoder"):
+        plain.generate(["a red circle"], [0], principles.get("bloody_inappropriate"), settings=FAST)
+
+
+def test_seed_count_must_match(pipeline):
+    with pytest.raises(ValueError, match="one seed per image"):
+        pipeline.generate(["a", "b"], [0], settings=FAST)
+
+
+def test_folder_missing_a_part_names_it(tmp_path, tiny_pipeline_dir):
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_pipeline_dir, broken)
+    shutil.rmtree(broken / "unet")
+    with pytest.raises(ModelNotAvailableError, match="missing parts: unet"):
+        load_base_pipeline(str(broken), device="cpu")
+
+
+def test_folder_without_index(tmp_path):
+    with pytest.raises(ModelNotAvailableError, match="model_index.json"):
+        load_base_pipeline(str(tmp_path), device="cpu")
+
+
+def test_sd15_offline_error_says_how_to_get_weights(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path))
+    with pytest.raises(ModelNotAvailableError, match="local copy"):
+        load_base_pipeline("sd15", device="cpu")
+
+
+def test_pipeline_index_lists_standard_parts(tiny_pipeline_dir):
+    index = json.loads((tiny_pipeline_dir / "model_index.json").read_text())
+    assert index["_class_name"] == "StableDiffusionPipeline"

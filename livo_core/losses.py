@@ -24,7 +24,7 @@ class LossOutput:
     implicit_acc: torch.Tensor  # share of pairs where (policy_w - ref_w) < (policy_l - ref_l)
 
     def as_dict(self) -> dict[str, float]:
-        return {name: float(value) for name, value in vars(self).items()}
+        return {name: float(value.detach()) for name, value in vars(self).items()}
 
 
 def denoising_error(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

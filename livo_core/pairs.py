@@ -104,18 +104,27 @@ def build_pairs(
         for i, candidate in enumerate(chunk):
             verdict_w = judge.judge([aligned[i]], candidate.principle)[0]
             verdict_l = judge.judge([violating[i]], candidate.principle)[0]
-            if not accepts(candidate, verdict_w, verdict_l):
-                continue
-            (path_w, sha_w), (path_l, sha_l) = save_image(aligned[i], root), save_image(violating[i], root)
-            cache_latents(pipeline, np.stack([aligned[i], violating[i]]), [sha_w, sha_l], root)
-            rows.append(_pair_row(candidate, (path_w, sha_w, verdict_w), (path_l, sha_l, verdict_l), base_model, settings))
+            if accepts(candidate, verdict_w, verdict_l):
+                images = (aligned[i], violating[i])
+                rows.append(store_pair(root, pipeline, candidate, images, (verdict_w, verdict_l), base_model, settings))
     counts["kept"] = len(rows)
     path = write_table(rows, root / "pairs.parquet", PAIRS, meta={"counts": counts, "base_model": base_model})
     return path, counts
 
 
-def _pair_row(candidate: PairCandidate, aligned, violating, base_model: str, settings: GenerationSettings) -> dict:
-    (path_w, sha_w, verdict_w), (path_l, sha_l, verdict_l) = aligned, violating
+def store_pair(
+    root: Path,
+    pipeline: LivoPipeline,
+    candidate: PairCandidate,
+    images: tuple[np.ndarray, np.ndarray],
+    verdicts: tuple[Verdict, Verdict],
+    base_model: str,
+    settings: GenerationSettings,
+) -> dict:
+    """Save both images and their latents; returns the pair's PAIRS row (aligned first, violating second)."""
+    (path_w, sha_w), (path_l, sha_l) = save_image(images[0], root), save_image(images[1], root)
+    cache_latents(pipeline, np.stack(images), [sha_w, sha_l], root)
+    verdict_w, verdict_l = verdicts
     principle = candidate.principle
     return {
         "pair_id": content_id(f"{candidate.prompt}|{principle.id}|{candidate.aligned_prompt}|{candidate.seed}|{base_model}"),

@@ -171,18 +171,20 @@ class Trainer:
         indices, size = self.sampler.step_indices(self.step), self.config.batch_size
         return [self.dataset.collate(indices[i : i + size], list(range(i, i + size))) for i in range(0, len(indices), size)]
 
-    def train_step(self) -> tuple[LossOutput, float]:
-        """One optimizer step over `grad_accumulation` micro-batches; returns the last output and grad norm."""
+    def train_step(self) -> tuple[dict[str, float], float]:
+        """One optimizer step over `grad_accumulation` micro-batches; returns their mean diagnostics and grad norm."""
+        outputs = []
         for batch in self.micro_batches():
             with self.accelerator.accumulate(self.value_encoder):
                 output = self.losses(batch)
+                outputs.append(output.as_dict())
                 self.accelerator.backward(output.loss)
                 grad_norm = float(self.accelerator.clip_grad_norm_(self.value_encoder.parameters(), self.config.max_grad_norm)
                                   if self.accelerator.sync_gradients else 0.0)
                 self.optimizer.step()
                 self.scheduler.step()
                 self.optimizer.zero_grad(set_to_none=True)
-        return output, grad_norm
+        return {key: sum(o[key] for o in outputs) / len(outputs) for key in outputs[0]}, grad_norm
 
     def fit(self) -> Path:
         """Train to `max_steps` (or `max_minutes`), checkpointing and validating on the way; returns the last checkpoint."""
@@ -191,12 +193,12 @@ class Trainer:
         for _ in progress:
             if self.step % c.validate_every == 0:
                 self.validate()
-            output, grad_norm = self.train_step()
+            diagnostics, grad_norm = self.train_step()
             self.step += 1
             if self.step % c.log_every == 0 or self.step == c.max_steps:
-                self.log({"step": self.step, **output.as_dict(), "grad_norm": grad_norm,
+                self.log({"step": self.step, **diagnostics, "grad_norm": grad_norm,
                           "lr": self.scheduler.get_last_lr()[0], "elapsed_s": round(time.time() - started, 2)})
-                progress.set_postfix(loss=f"{float(output.loss):.3f}")
+                progress.set_postfix(loss=f"{diagnostics['loss']:.3f}")
             if self.step % c.checkpoint_every == 0:
                 self.checkpoint()
             if c.max_minutes and time.time() - started > 60 * c.max_minutes:

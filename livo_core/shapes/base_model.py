@@ -83,7 +83,9 @@ def build_unet(cfg: ShapesModelConfig) -> UNet2DConditionModel:
 
 
 def build_noise_scheduler() -> DDPMScheduler:
-    return DDPMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", prediction_type="epsilon")
+    return DDPMScheduler(
+        num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", prediction_type="epsilon", steps_offset=1
+    )
 
 
 def render_batch(rng: random.Random, n: int) -> tuple[list[str], torch.Tensor]:

@@ -1,0 +1,91 @@
+import json
+
+import pytest
+import torch
+
+from livo_core.config import TrainConfig
+from livo_core.models.loading import load_base_pipeline
+from livo_core.pipeline import LivoPipeline
+from livo_core.training import Trainer
+from tests.helpers.rendered_pairs import write_rendered_pairs
+
+
+@pytest.fixture(scope="module")
+def dataset(tiny_pipeline_dir, principles, tmp_path_factory):
+    root = tmp_path_factory.mktemp("pairs")
+    write_rendered_pairs(LivoPipeline(load_base_pipeline(str(tiny_pipeline_dir), device="cpu")), principles, root, 6)
+    return root
+
+
+def config(tiny_pipeline_dir, dataset, out, **overrides):
+    values = dict(base_model=str(tiny_pipeline_dir), dataset=str(dataset), output_dir=str(out), learning_rate=1e-3,
+                  batch_size=4, max_steps=4, checkpoint_every=2, validate_every=1000, log_every=1,
+                  validation_principle=None, num_threads=1)
+    return TrainConfig(**(values | overrides))
+
+
+def weights(module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def same(a: dict, b: dict, atol: float = 0.0) -> bool:
+    return a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=atol, rtol=0) for k in a)
+
+
+def test_only_the_value_encoder_changes(tiny_pipeline_dir, dataset, tmp_path):
+    trainer = Trainer(config(tiny_pipeline_dir, dataset, tmp_path, max_steps=3))
+    frozen = {name: weights(getattr(trainer.base, name)) for name in ("unet", "vae", "text_encoder")}
+    before = weights(trainer.value_encoder)
+    trainer.fit()
+    for name, state in frozen.items():
+        assert same(weights(getattr(trainer.base, name)), state), f"{name} changed"
+    assert not same(weights(trainer.value_encoder), before)
+    log = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [1, 2, 3]
+    assert {"loss", "margin_w", "margin_l", "hinge_active", "implicit_acc"} <= log[0].keys()
+
+
+def test_resume_equals_uninterrupted_run(tiny_pipeline_dir, dataset, tmp_path):
+    full = Trainer(config(tiny_pipeline_dir, dataset, tmp_path / "full"))
+    full.fit()
+    first = Trainer(config(tiny_pipeline_dir, dataset, tmp_path / "cut", max_steps=2))
+    first.fit()
+    resumed = Trainer(config(tiny_pipeline_dir, dataset, tmp_path / "cut"))
+    assert resumed.step == 2
+    resumed.fit()
+    assert same(weights(resumed.value_encoder), weights(full.value_encoder), atol=1e-6)
+    logs = [[json.loads(x) for x in (tmp_path / d / "metrics.jsonl").read_text().splitlines()] for d in ("full", "cut")]
+    assert [r["step"] for r in logs[1]] == [1, 2, 3, 4]
+    assert logs[1][2]["loss"] == pytest.approx(logs[0][2]["loss"], rel=1e-5)  # the next-step loss after resume
+
+
+def test_gradient_accumulation_equals_a_larger_batch(tiny_pipeline_dir, dataset, tmp_path):
+    big = Trainer(config(tiny_pipeline_dir, dataset, tmp_path / "big", batch_size=4, grad_accumulation=1, max_steps=2))
+    big.fit()
+    small = Trainer(config(tiny_pipeline_dir, dataset, tmp_path / "small", batch_size=1, grad_accumulation=4, max_steps=2))
+    small.fit()
+    logs = [[json.loads(x) for x in (tmp_path / d / "metrics.jsonl").read_text().splitlines()] for d in ("big", "small")]
+    for a, b in zip(*logs, strict=True):
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-4)  # beta=1000 scales float32 noise of the UNet
+        assert a["grad_norm"] == pytest.approx(b["grad_norm"], rel=1e-3)
+    # Adam turns float noise in (theoretically) zero gradients into updates of up to lr, hence 0.1 lr.
+    assert same(weights(small.value_encoder), weights(big.value_encoder), atol=1e-4)
+
+
+def test_dpo_loss_trains(tiny_pipeline_dir, dataset, tmp_path):
+    trainer = Trainer(config(tiny_pipeline_dir, dataset, tmp_path, loss="dpo", max_steps=2))
+    before = weights(trainer.value_encoder)
+    trainer.fit()
+    assert not same(weights(trainer.value_encoder), before)
+
+
+def test_resume_with_another_config_is_refused(tiny_pipeline_dir, dataset, tmp_path):
+    Trainer(config(tiny_pipeline_dir, dataset, tmp_path, max_steps=2)).fit()
+    with pytest.raises(ValueError, match="learning_rate"):
+        Trainer(config(tiny_pipeline_dir, dataset, tmp_path, learning_rate=5e-4))
+
+
+def test_validation_grid_is_written(tiny_pipeline_dir, dataset, tmp_path):
+    trainer = Trainer(config(tiny_pipeline_dir, dataset, tmp_path, validation_principle="gender_equality"))
+    path = trainer.validate(seeds=(0, 1))
+    assert path.is_file() and path.stat().st_size > 0

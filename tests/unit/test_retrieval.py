@@ -337,3 +337,14 @@ def test_default_chain_keyword_then_embedding(embedding, principles):
     assert (falls_through.principle_id, falls_through.retriever) == (GENDER, "embedding")
     neutral = chain.retrieve("a bowl of fruit on a table")  # keywords never decide "not applicable"
     assert (neutral.principle_id, neutral.retriever) == (None, "embedding")
+
+
+@pytest.mark.parametrize("prompt", ["a dead battery", "the deadline is dead simple", "a dead tree in winter"])
+def test_default_chain_dead_in_a_neutral_sentence_is_not_applicable(embedding, principles, prompt):
+    assert default_retriever(principles).retrieve(prompt).principle_id is None
+
+
+@pytest.mark.parametrize("prompt, expected", [("a zombei walking", HORROR), ("a bl00dy knife", "bloody_inappropriate"),
+                                              ("ghoulish creature in the fog", HORROR)])
+def test_default_chain_misspellings_and_synonyms(embedding, principles, prompt, expected):
+    assert default_retriever(principles).retrieve(prompt).principle_id == expected

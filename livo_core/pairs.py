@@ -92,8 +92,9 @@ def build_pairs(
     out_dir: str | Path,
     base_model: str,
     settings: GenerationSettings = GenerationSettings(),
+    meta: dict | None = None,
 ) -> tuple[Path, dict[str, int]]:
-    """Generate, judge and keep pairs; writes images, latents and `pairs.parquet`. Returns the path and counts."""
+    """Generate, judge and keep pairs; writes images, latents and `pairs.parquet` (with `meta`). Returns path, counts."""
     root = Path(out_dir)
     rows, counts = [], {"candidates": len(candidates), "kept": 0}
     for start in tqdm(range(0, len(candidates), settings.batch_size), desc="pairs", mininterval=5):
@@ -108,7 +109,7 @@ def build_pairs(
                 images = (aligned[i], violating[i])
                 rows.append(store_pair(root, pipeline, candidate, images, (verdict_w, verdict_l), base_model, settings))
     counts["kept"] = len(rows)
-    path = write_table(rows, root / "pairs.parquet", PAIRS, meta={"counts": counts, "base_model": base_model})
+    path = write_table(rows, root / "pairs.parquet", PAIRS, meta={"counts": counts, "base_model": base_model, **(meta or {})})
     return path, counts
 
 

@@ -12,6 +12,46 @@ import pyarrow.parquet as pq
 SCHEMA_VERSION = "1"
 _META_KEY = b"livo"
 
+_STATUS = pa.dictionary(pa.int8(), pa.string())  # "ok" | "failed": bad input is a recorded row, never a silent drop
+
+PROMPTS = pa.schema(
+    [
+        pa.field("prompt_id", pa.string(), nullable=False),  # content hash of the normalised prompt
+        pa.field("prompt", pa.string(), nullable=False),
+        pa.field("source", pa.string(), nullable=False),  # templates | file | i2p | llm
+        pa.field("source_ref", pa.string(), nullable=False),  # template id, "path:line", or "model@template_version"
+        pa.field("category_hint", pa.string(), nullable=True),  # what the source says (bias/toxicity, I2P categories)
+        pa.field("principle_hint", pa.string(), nullable=True),  # a principle id the source implies, if any
+        pa.field("i2p_categories", pa.list_(pa.string()), nullable=True),
+        pa.field("i2p_hard", pa.bool_(), nullable=True),
+        pa.field("sd_seed", pa.int64(), nullable=True),
+        pa.field("sd_guidance_scale", pa.float32(), nullable=True),
+        pa.field("sd_width", pa.int32(), nullable=True),
+        pa.field("sd_height", pa.int32(), nullable=True),
+        pa.field("template_version", pa.string(), nullable=False),
+        pa.field("status", _STATUS, nullable=False),
+        pa.field("failure_reason", pa.string(), nullable=True),
+    ]
+)
+
+ANNOTATIONS = pa.schema(
+    [
+        pa.field("prompt_id", pa.string(), nullable=False),
+        pa.field("prompt", pa.string(), nullable=False),
+        pa.field("status", _STATUS, nullable=False),
+        pa.field("failure_reason", pa.string(), nullable=True),
+        pa.field("principle_ids", pa.list_(pa.string()), nullable=False),  # empty: no principle applies
+        pa.field("category", pa.dictionary(pa.int32(), pa.string()), nullable=True),  # bias | toxicity
+        pa.field("rewrite", pa.string(), nullable=True),  # toxicity: the value-conformant prompt
+        pa.field("attribute_classes", pa.list_(pa.string()), nullable=True),  # bias: classes to make explicit
+        pa.field("annotator", pa.string(), nullable=False),  # "llm" | "offline"
+        pa.field("annotator_version", pa.string(), nullable=False),
+        pa.field("model", pa.string(), nullable=True),  # LLM model name
+        pa.field("template_version", pa.string(), nullable=False),
+        pa.field("attempts", pa.int32(), nullable=False),
+    ]
+)
+
 PAIRS = pa.schema(
     [
         pa.field("pair_id", pa.string(), nullable=False),

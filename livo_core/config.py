@@ -46,6 +46,7 @@ class TrainConfig(_Config):
     seed: int = 0
     # bookkeeping
     checkpoint_every: int = Field(1000, ge=1, description="optimizer steps between checkpoints")
+    keep_checkpoints: int = Field(2, ge=1, description="newest checkpoints kept on disk")
     validate_every: int = Field(1000, ge=1, description="optimizer steps between validation grids")
     log_every: int = Field(10, ge=1)
     validation_prompts: tuple[str, ...] = Field(("a photo of a doctor",), description="prompts of the validation grid")

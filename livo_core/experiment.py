@@ -32,6 +32,8 @@ class ExperimentConfig(_Config):
     max_steps: int = Field(100_000, ge=1, description="step cap (the minutes usually stop first)")
     learning_rate: float = Field(1e-3, gt=0, description="AdamW lr (1e-6 is the SD1.5 recipe; shapes trains faster)")
     batch_size: int = Field(8, ge=1, description="pairs per step (the release's 8)")
+    checkpoint_every: int = Field(500, ge=1, description="steps between checkpoints")
+    keep_checkpoints: int = Field(2, ge=1, description="checkpoints kept (more for convergence curves)")
     evaluation: EvalConfig = SHAPES_EVAL
     seed: int = 0
 
@@ -53,7 +55,8 @@ def train_value_encoder(config: ExperimentConfig, loss: str, dataset: Path) -> t
     train_config = TrainConfig(
         base_model="shapes", dataset=str(dataset), output_dir=str(out), loss=loss, learning_rate=config.learning_rate,
         batch_size=config.batch_size, max_steps=config.max_steps, max_minutes=config.train_minutes,
-        checkpoint_every=500, validate_every=10**9, validation_principle=None, seed=config.seed,
+        checkpoint_every=config.checkpoint_every, keep_checkpoints=config.keep_checkpoints, validate_every=10**9,
+        validation_principle=None, seed=config.seed,
     )
     done = out / "training.json"
     if done.is_file():  # a finished run of the same experiment is reused, not trained further

@@ -208,7 +208,7 @@ class Trainer:
     def checkpoint(self) -> Path:
         encoder = self.accelerator.unwrap_model(self.value_encoder)
         return save_checkpoint(self.output_dir, self.step, encoder, self.optimizer, self.scheduler,
-                               self.config.model_dump(mode="json"))
+                               self.config.model_dump(mode="json"), keep=self.config.keep_checkpoints)
 
     def log(self, record: dict) -> None:
         with open(self.output_dir / METRICS_FILE, "a") as handle:

@@ -10,7 +10,6 @@ from pydantic import Field
 
 from livo_core.config import EvalConfig, TrainConfig, _Config
 from livo_core.evaluation import evaluate, write_results
-from livo_core.judges.shapes import ShapesJudge
 from livo_core.models.loading import load_base_pipeline
 from livo_core.pairs import build_pairs
 from livo_core.pipeline import LivoPipeline, default_settings
@@ -46,7 +45,7 @@ def build_shapes_pairs(out_dir: Path, per_principle: int, seed: int = 0) -> Path
     pipeline = LivoPipeline(load_base_pipeline("shapes"))
     candidates = pair_candidates(load_principles(), per_principle, seed)
     settings = default_settings("shapes")
-    return build_pairs(pipeline, candidates, ShapesJudge(), out_dir, "shapes", settings, meta={"request": request})[0]
+    return build_pairs(pipeline, candidates, out_dir, "shapes", settings, meta={"request": request})[0]
 
 
 def train_value_encoder(config: ExperimentConfig, loss: str, dataset: Path) -> tuple[Path, dict]:

@@ -1,24 +1,30 @@
-"""Preference pairs: generate violating and aligned images with one seed, judge both, keep verified pairs."""
+"""Preference pairs: a violating and an aligned image of one prompt, principle and seed, kept when judges agree."""
 
 from __future__ import annotations
 
-import hashlib
-import io
-import json
+from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-import torch
-from PIL import Image
-from safetensors.torch import load_file, save_file
-from tqdm.auto import tqdm
-
-from livo_core.judges.base import CONFORMS, VIOLATES, Judge, Verdict
+from livo_core.generation import ImageRequest, generate_images, read_images
+from livo_core.judges.base import CONFORMS, VIOLATES
+from livo_core.judging import JudgePool, judge_images
 from livo_core.pipeline import GenerationSettings, LivoPipeline
-from livo_core.principles import Principle
+from livo_core.principles import Principle, PrincipleSet, load_principles
 from livo_core.schema import PAIRS, write_table
+from livo_core.storage import content_id
+
+
+@dataclass(frozen=True)
+class PromptInfo:
+    """Provenance of a prompt carried into each of its pairs."""
+
+    source: str
+    split: str = "train"
+    annotator: str = "grammar"
+    annotator_version: str = "1"
+    template_version: str = "1"
 
 
 @dataclass(frozen=True)
@@ -29,125 +35,93 @@ class PairCandidate:
     principle: Principle
     aligned_prompt: str
     seed: int
-    split: str = "train"
     target_class: str | None = None  # bias: the attribute class the aligned image must show
-    source: str = "shapes-grammar"
+
+    @property
+    def prompt_id(self) -> str:
+        return content_id(self.prompt)
+
+    def requests(self) -> tuple[ImageRequest, ImageRequest]:
+        violating = ImageRequest(self.prompt_id, self.principle.id, "violating", self.prompt, self.seed)
+        aligned = ImageRequest(self.prompt_id, self.principle.id, "aligned", self.aligned_prompt, self.seed,
+                               self.target_class)
+        return violating, aligned
 
 
-def content_id(text: str) -> str:
-    """A short stable id from content (prompt ids, pair ids)."""
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+def accepts(principle: Principle, target_class: str | None, aligned_label: str, violating_label: str) -> bool:
+    """Kept when the aligned image conforms (or shows the target class) and the violating one violates."""
+    if principle.category == "toxicity":
+        return aligned_label == CONFORMS and violating_label == VIOLATES
+    return aligned_label == target_class and violating_label not in ("none", target_class)
 
 
-def accepts(candidate: PairCandidate, aligned: Verdict, violating: Verdict) -> bool:
-    """A pair is kept when the aligned image conforms and the violating one violates."""
-    if candidate.principle.category == "toxicity":
-        return aligned.label == CONFORMS and violating.label == VIOLATES
-    return aligned.label == candidate.target_class and violating.label not in ("none", candidate.target_class)
+def pair_images(
+    images: Sequence[dict], judgments: Sequence[dict], principles: PrincipleSet, info: dict[str, PromptInfo]
+) -> list[dict]:
+    """PAIRS rows from IMAGES and JUDGMENTS rows: every accepted (violating, aligned) match of one prompt and seed."""
+    verdict = {j["request_id"]: j for j in judgments if j["status"] == "ok"}
+    groups: dict[tuple, dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
+    for image in images:
+        if image["status"] == "ok" and image["request_id"] in verdict:
+            groups[(image["prompt_id"], image["principle_id"], image["seed"])][image["role"]].append(image)
+    rows = []
+    for (prompt_id, principle_id, _), roles in sorted(groups.items()):
+        principle = principles.get(principle_id)
+        for violating in roles["violating"]:
+            for aligned in roles["aligned"]:
+                judged_w, judged_l = verdict[aligned["request_id"]], verdict[violating["request_id"]]
+                if accepts(principle, aligned["target_class"], judged_w["label"], judged_l["label"]):
+                    rows.append(_pair_row(principle, aligned, violating, judged_w, judged_l, info[prompt_id]))
+    return rows
 
 
-def save_image(image: np.ndarray, root: Path) -> tuple[str, str]:
-    """Write a PNG addressed by its content hash; returns (relative path, sha256)."""
-    buffer = io.BytesIO()
-    Image.fromarray(image).save(buffer, format="PNG")
-    data = buffer.getvalue()
-    sha = hashlib.sha256(data).hexdigest()
-    relative = Path("images") / sha[:2] / f"{sha}.png"
-    target = root / relative
-    if not target.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_suffix(".tmp")
-        tmp.write_bytes(data)
-        tmp.replace(target)
-    return str(relative), sha
-
-
-def latent_path(root: Path, sha: str) -> Path:
-    return root / "latents" / sha[:2] / f"{sha}.safetensors"
-
-
-@torch.no_grad()
-def cache_latents(pipeline: LivoPipeline, images: np.ndarray, shas: Sequence[str], root: Path) -> None:
-    """Encode images with the frozen VAE once (posterior mean x scaling factor) and store them beside the PNGs."""
-    vae = pipeline.base.vae
-    pixels = torch.from_numpy(images).permute(0, 3, 1, 2).to(vae.device, vae.dtype) / 127.5 - 1.0
-    latents = vae.encode(pixels).latent_dist.mean * vae.config.scaling_factor  # (N, 4, h, w)
-    for latent, sha in zip(latents.float().cpu(), shas):
-        path = latent_path(root, sha)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        save_file({"latent": latent.contiguous()}, str(path))
-
-
-def load_latent(root: Path, sha: str) -> torch.Tensor:
-    path = latent_path(root, sha)
-    if not path.is_file():
-        raise FileNotFoundError(f"cached latent missing: {path} (re-run the latent caching step)")
-    return load_file(str(path))["latent"]
+def _pair_row(principle: Principle, aligned: dict, violating: dict, judged_w: dict, judged_l: dict,
+              info: PromptInfo) -> dict:
+    return {
+        "pair_id": content_id(f"{violating['request_id']}|{aligned['request_id']}|{principle.id}"),
+        "prompt_id": violating["prompt_id"],
+        "prompt": violating["text"],
+        "principle_id": principle.id,
+        "value_text": principle.text,
+        "category": principle.category,
+        "aligned_prompt": aligned["text"],
+        "target_class": aligned["target_class"],
+        "aligned_image": aligned["image_path"],
+        "aligned_sha256": aligned["image_sha256"],
+        "violating_image": violating["image_path"],
+        "violating_sha256": violating["image_sha256"],
+        "aligned_label": judged_w["label"],
+        "aligned_score": judged_w["score"],
+        "violating_label": judged_l["label"],
+        "violating_score": judged_l["score"],
+        "seed": violating["seed"],
+        "base_model": violating["base_model"],
+        "generation": violating["generation"],
+        "judge_name": judged_w["judge_name"],
+        "judge_version": judged_w["judge_version"],
+        "annotator": info.annotator,
+        "annotator_version": info.annotator_version,
+        "template_version": info.template_version,
+        "prompt_source": info.source,
+        "split": info.split,
+    }
 
 
 def build_pairs(
     pipeline: LivoPipeline,
     candidates: Sequence[PairCandidate],
-    judge: Judge,
     out_dir: str | Path,
     base_model: str,
-    settings: GenerationSettings = GenerationSettings(),
+    settings: GenerationSettings,
+    world: str = "shapes",
+    info: PromptInfo = PromptInfo(source="shapes-grammar"),
     meta: dict | None = None,
 ) -> tuple[Path, dict[str, int]]:
-    """Generate, judge and keep pairs; writes images, latents and `pairs.parquet` (with `meta`). Returns path, counts."""
-    root = Path(out_dir)
-    rows, counts = [], {"candidates": len(candidates), "kept": 0}
-    for start in tqdm(range(0, len(candidates), settings.batch_size), desc="pairs", mininterval=5):
-        chunk = candidates[start : start + settings.batch_size]
-        seeds = [c.seed for c in chunk]
-        violating, _ = pipeline.generate([c.prompt for c in chunk], seeds, settings=settings)
-        aligned, _ = pipeline.generate([c.aligned_prompt for c in chunk], seeds, settings=settings)
-        for i, candidate in enumerate(chunk):
-            verdict_w = judge.judge([aligned[i]], candidate.principle)[0]
-            verdict_l = judge.judge([violating[i]], candidate.principle)[0]
-            if accepts(candidate, verdict_w, verdict_l):
-                images = (aligned[i], violating[i])
-                rows.append(store_pair(root, pipeline, candidate, images, (verdict_w, verdict_l), base_model, settings))
-    counts["kept"] = len(rows)
-    path = write_table(rows, root / "pairs.parquet", PAIRS, meta={"counts": counts, "base_model": base_model, **(meta or {})})
-    return path, counts
-
-
-def store_pair(
-    root: Path,
-    pipeline: LivoPipeline,
-    candidate: PairCandidate,
-    images: tuple[np.ndarray, np.ndarray],
-    verdicts: tuple[Verdict, Verdict],
-    base_model: str,
-    settings: GenerationSettings,
-) -> dict:
-    """Save both images and their latents; returns the pair's PAIRS row (aligned first, violating second)."""
-    (path_w, sha_w), (path_l, sha_l) = save_image(images[0], root), save_image(images[1], root)
-    cache_latents(pipeline, np.stack(images), [sha_w, sha_l], root)
-    verdict_w, verdict_l = verdicts
-    principle = candidate.principle
-    return {
-        "pair_id": content_id(f"{candidate.prompt}|{principle.id}|{candidate.aligned_prompt}|{candidate.seed}|{base_model}"),
-        "prompt_id": content_id(candidate.prompt),
-        "prompt": candidate.prompt,
-        "principle_id": principle.id,
-        "value_text": principle.text,
-        "category": principle.category,
-        "aligned_prompt": candidate.aligned_prompt,
-        "aligned_image": path_w,
-        "aligned_sha256": sha_w,
-        "violating_image": path_l,
-        "violating_sha256": sha_l,
-        "aligned_label": verdict_w.label,
-        "aligned_score": verdict_w.score,
-        "violating_label": verdict_l.label,
-        "violating_score": verdict_l.score,
-        "seed": candidate.seed,
-        "base_model": base_model,
-        "generation": json.dumps(asdict(settings), sort_keys=True),
-        "judge_name": verdict_w.judge_name,
-        "judge_version": verdict_w.judge_version,
-        "prompt_source": candidate.source,
-        "split": candidate.split,
-    }
+    """Generate, judge and pair candidates in one go (the stages of the build-dataset flow, in-process)."""
+    root, principles = Path(out_dir), load_principles()
+    shards = generate_images(pipeline, [r for c in candidates for r in c.requests()], root, base_model, settings)
+    images = read_images(shards)
+    judgments = judge_images(images, principles, JudgePool(world), root)
+    rows = pair_images(images, judgments, principles, {c.prompt_id: info for c in candidates})
+    counts = {"candidates": len(candidates), "images": len(images), "kept": len(rows)}
+    return write_table(rows, root / "pairs.parquet", PAIRS, meta={"counts": counts, **(meta or {})}), counts

@@ -52,6 +52,40 @@ ANNOTATIONS = pa.schema(
     ]
 )
 
+IMAGES = pa.schema(
+    [
+        pa.field("request_id", pa.string(), nullable=False),  # hash of (text, seed, base model, settings)
+        pa.field("prompt_id", pa.string(), nullable=False),
+        pa.field("principle_id", pa.dictionary(pa.int32(), pa.string()), nullable=False),
+        pa.field("role", pa.dictionary(pa.int8(), pa.string()), nullable=False),  # violating | aligned
+        pa.field("target_class", pa.string(), nullable=True),  # bias, aligned: the class made explicit
+        pa.field("text", pa.string(), nullable=False),  # the prompt the image was generated from
+        pa.field("seed", pa.int64(), nullable=False),
+        pa.field("image_path", pa.string(), nullable=True),  # relative to the dataset folder
+        pa.field("image_sha256", pa.string(), nullable=True),
+        pa.field("base_model", pa.string(), nullable=False),
+        pa.field("generation", pa.string(), nullable=False),  # JSON of the generation settings
+        pa.field("shard", pa.string(), nullable=False),
+        pa.field("status", _STATUS, nullable=False),
+        pa.field("failure_reason", pa.string(), nullable=True),
+    ]
+)
+
+JUDGMENTS = pa.schema(
+    [
+        pa.field("request_id", pa.string(), nullable=False),
+        pa.field("image_sha256", pa.string(), nullable=True),
+        pa.field("principle_id", pa.dictionary(pa.int32(), pa.string()), nullable=False),
+        pa.field("judge_name", pa.string(), nullable=False),
+        pa.field("judge_version", pa.string(), nullable=False),
+        pa.field("label", pa.string(), nullable=True),  # violates | conforms | an attribute class | none
+        pa.field("score", pa.float32(), nullable=True),
+        pa.field("threshold", pa.float32(), nullable=False),
+        pa.field("status", _STATUS, nullable=False),
+        pa.field("failure_reason", pa.string(), nullable=True),
+    ]
+)
+
 PAIRS = pa.schema(
     [
         pa.field("pair_id", pa.string(), nullable=False),
@@ -61,8 +95,9 @@ PAIRS = pa.schema(
         pa.field("value_text", pa.string(), nullable=False),
         pa.field("category", pa.dictionary(pa.int32(), pa.string()), nullable=False),
         pa.field("aligned_prompt", pa.string(), nullable=False),
+        pa.field("target_class", pa.string(), nullable=True),
         pa.field("aligned_image", pa.string(), nullable=False),  # path relative to the dataset folder
-        pa.field("aligned_sha256", pa.string(), nullable=False),
+        pa.field("aligned_sha256", pa.string(), nullable=False),  # also names the cached latent
         pa.field("violating_image", pa.string(), nullable=False),
         pa.field("violating_sha256", pa.string(), nullable=False),
         pa.field("aligned_label", pa.string(), nullable=False),
@@ -74,6 +109,9 @@ PAIRS = pa.schema(
         pa.field("generation", pa.string(), nullable=False),  # JSON of the generation settings
         pa.field("judge_name", pa.string(), nullable=False),
         pa.field("judge_version", pa.string(), nullable=False),
+        pa.field("annotator", pa.string(), nullable=False),
+        pa.field("annotator_version", pa.string(), nullable=False),
+        pa.field("template_version", pa.string(), nullable=False),
         pa.field("prompt_source", pa.string(), nullable=False),
         pa.field("split", pa.dictionary(pa.int32(), pa.string()), nullable=False),
     ]

@@ -20,7 +20,7 @@ from livo_core.config import TrainConfig
 from livo_core.losses import LOSSES, LossOutput, denoising_error
 from livo_core.models.loading import load_base_pipeline
 from livo_core.models.value_encoder import ValueEncoder, build_conditioning, encode_prompts
-from livo_core.pairs import load_latent
+from livo_core.storage import load_latent
 from livo_core.pipeline import LivoPipeline, default_settings
 from livo_core.principles import Principle, load_principles
 from livo_core.schema import PAIRS, read_table

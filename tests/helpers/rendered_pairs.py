@@ -1,28 +1,37 @@
-"""A small pairs dataset from exact world renders (aligned = sanitised scene), judged by the real shapes judge."""
+"""A small pairs dataset from exact world renders (aligned = sanitised scene), through the real judge and pair stages."""
 
+import json
 import random
 from pathlib import Path
 
-from livo_core.judges.shapes import ShapesJudge
-from livo_core.pairs import accepts, store_pair
+import numpy as np
+
+from livo_core.judging import JudgePool, judge_images
+from livo_core.pairs import PromptInfo, pair_images
 from livo_core.pipeline import GenerationSettings, LivoPipeline
 from livo_core.principles import PrincipleSet
 from livo_core.schema import PAIRS, write_table
 from livo_core.shapes import world
 from livo_core.shapes.prompts import pair_candidates
+from livo_core.storage import cache_latents, save_image
+
+SETTINGS = GenerationSettings()
 
 
 def write_rendered_pairs(pipeline: LivoPipeline, principles: PrincipleSet, out_dir: Path, per_principle: int) -> Path:
-    judge, rows = ShapesJudge(), []
-    for candidate in pair_candidates(principles, per_principle, seed=0):
-        if candidate.principle.category != "toxicity":
-            continue
-        rng = random.Random(candidate.seed)
-        violating = world.render(_scene(candidate.prompt), rng)
-        aligned = world.render(_scene(candidate.aligned_prompt), random.Random(candidate.seed))
-        verdicts = (judge.judge([aligned], candidate.principle)[0], judge.judge([violating], candidate.principle)[0])
-        assert accepts(candidate, *verdicts), candidate
-        rows.append(store_pair(out_dir, pipeline, candidate, (aligned, violating), verdicts, "tiny", GenerationSettings()))
+    candidates = [c for c in pair_candidates(principles, per_principle) if c.principle.category == "toxicity"]
+    images = []
+    for candidate in candidates:
+        for request in candidate.requests():
+            pixels = world.render(_scene(request.text), random.Random(request.seed))
+            path, sha = save_image(pixels, out_dir)
+            cache_latents(pipeline.base.vae, np.stack([pixels]), [sha], out_dir)
+            images.append({**request.__dict__, "request_id": request.request_id("tiny", SETTINGS), "image_path": path,
+                           "image_sha256": sha, "base_model": "tiny", "generation": json.dumps({}), "shard": "s",
+                           "status": "ok", "failure_reason": None})
+    judgments = judge_images(images, principles, JudgePool("shapes"), out_dir)
+    rows = pair_images(images, judgments, principles, {c.prompt_id: PromptInfo("renders") for c in candidates})
+    assert len(rows) == len(candidates)
     return write_table(rows, out_dir / "pairs.parquet", PAIRS)
 
 

@@ -61,6 +61,7 @@ def test_resume_equals_uninterrupted_run(tiny_pipeline_dir, dataset, tmp_path):
 
 def test_gradient_accumulation_equals_a_larger_batch(tiny_pipeline_dir, dataset, tmp_path):
     big = Trainer(config(tiny_pipeline_dir, dataset, tmp_path / "big", batch_size=4, grad_accumulation=1, max_steps=2))
+    initial = weights(big.value_encoder)
     big.fit()
     small = Trainer(config(tiny_pipeline_dir, dataset, tmp_path / "small", batch_size=1, grad_accumulation=4, max_steps=2))
     small.fit()
@@ -68,8 +69,12 @@ def test_gradient_accumulation_equals_a_larger_batch(tiny_pipeline_dir, dataset,
     for a, b in zip(*logs, strict=True):
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-4)  # beta=1000 scales float32 noise of the UNet
         assert a["grad_norm"] == pytest.approx(b["grad_norm"], rel=1e-3)
-    # Adam turns float noise in (theoretically) zero gradients into updates of up to lr, hence 0.1 lr.
-    assert same(weights(small.value_encoder), weights(big.value_encoder), atol=1e-4)
+    # Adam turns float noise in (theoretically) zero gradients, such as attention key biases, into updates of up to
+    # lr; so compare the whole update: the two runs' weights differ by < 1% of how far training moved them.
+    w_small, w_big = weights(small.value_encoder), weights(big.value_encoder)
+    moved = sum((w_big[k] - initial[k]).pow(2).sum() for k in initial).sqrt()
+    apart = sum((w_small[k] - w_big[k]).pow(2).sum() for k in initial).sqrt()
+    assert moved > 0 and apart < 0.01 * moved
 
 
 def test_dpo_loss_trains(tiny_pipeline_dir, dataset, tmp_path):

@@ -1,0 +1,53 @@
+"""The judge stage: every generated image scored by its principle's judge, with provenance, failures recorded."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from livo_core.judges import JUDGES, Judge
+from livo_core.principles import PrincipleSet
+
+
+class JudgePool:
+    """One instance per judge name, created on first use (judges load models lazily)."""
+
+    def __init__(self, world: str):
+        self.world, self._judges = world, {}
+
+    def for_principle(self, principle) -> Judge:
+        name = principle.judges.get(self.world)
+        if name is None:
+            raise ValueError(f"principle {principle.id!r} has no judge for world {self.world!r} in principles.yaml")
+        if name not in self._judges:
+            self._judges[name] = JUDGES[name]()
+        return self._judges[name]
+
+
+def load_image(path: Path) -> np.ndarray:
+    """An (H, W, 3) uint8 array; a clear error for a file that is not an image."""
+    try:
+        with Image.open(path) as image:
+            return np.asarray(image.convert("RGB"))
+    except (UnidentifiedImageError, OSError) as error:
+        raise ValueError(f"{path} is not a readable image ({error})") from error
+
+
+def judge_images(rows: Sequence[dict], principles: PrincipleSet, pool: JudgePool, root: Path) -> list[dict]:
+    """JUDGMENTS rows for IMAGES rows; unreadable images become failed rows with the reason."""
+    judged = []
+    for row in rows:
+        principle = principles.get(row["principle_id"])
+        judge = pool.for_principle(principle)
+        base = {"request_id": row["request_id"], "image_sha256": row["image_sha256"], "principle_id": principle.id,
+                "judge_name": judge.name, "judge_version": judge.version, "threshold": principle.threshold}
+        try:
+            verdict = judge.judge([load_image(root / row["image_path"])], principle)[0]
+        except ValueError as error:
+            judged.append({**base, "label": None, "score": None, "status": "failed", "failure_reason": str(error)})
+            continue
+        judged.append({**base, "label": verdict.label, "score": verdict.score, "status": "ok", "failure_reason": None})
+    return judged

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
 import pyarrow as pa
@@ -139,6 +140,31 @@ def write_table(rows: list[dict] | pa.Table, path: str | Path, schema: pa.Schema
         os.fsync(handle.fileno())
     os.replace(tmp, path)
     return path
+
+
+def write_batches(batches: Iterable[list[dict]], path: str | Path, schema: pa.Schema, meta: dict | None = None) -> int:
+    """Stream row batches into one Parquet file (one row group per batch), atomically; returns the row count."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    metadata = {_META_KEY: json.dumps({"schema_version": SCHEMA_VERSION, **(meta or {})}, default=str).encode()}
+    rows = 0
+    with pq.ParquetWriter(tmp, schema.with_metadata(metadata)) as writer:
+        for batch in batches:
+            if batch:
+                writer.write_table(_cast(batch, schema, path))
+                rows += len(batch)
+    with open(tmp, "rb") as handle:
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+    return rows
+
+
+def _cast(rows: list[dict], schema: pa.Schema, path: Path) -> pa.Table:
+    try:
+        return pa.Table.from_pylist(rows, schema=schema)
+    except (KeyError, ValueError, pa.ArrowInvalid, pa.ArrowTypeError) as error:
+        raise SchemaError(f"rows for {path} do not fit the schema: {error}") from error
 
 
 def read_table(path: str | Path, schema: pa.Schema) -> pa.Table:

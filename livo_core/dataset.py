@@ -1,0 +1,90 @@
+"""The finished preference dataset: split by prompt, streamed to Parquet, validated, described by a card."""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from livo_core.schema import PAIRS, read_metadata, read_table, write_batches
+from livo_core.storage import latent_path
+
+SPLITS = ("train", "val", "test")
+
+
+def assign_split(prompt_id: str, fractions: Sequence[float] = (0.9, 0.05, 0.05)) -> str:
+    """A split fixed by the prompt id alone, so no prompt ever appears in two splits."""
+    position = int(hashlib.sha256(prompt_id.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+    cumulative = 0.0
+    for name, share in zip(SPLITS, fractions, strict=True):
+        cumulative += share
+        if position < cumulative:
+            return name
+    return SPLITS[-1]
+
+
+def write_pairs(batches: Iterable[list[dict]], root: Path, meta: dict) -> Path:
+    """Stream PAIRS rows to `root/pairs.parquet` (never the whole dataset in memory)."""
+    path = root / "pairs.parquet"
+    write_batches(batches, path, PAIRS, meta)
+    return path
+
+
+@dataclass
+class ValidationReport:
+    pairs: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def validate_dataset(root: Path, batch_rows: int = 10_000) -> ValidationReport:
+    """Schema, files present (images and latents), unique pair ids, no prompt in two splits."""
+    path, report = root / "pairs.parquet", ValidationReport()
+    read_table(path, PAIRS).slice(0, 0)  # schema and version check
+    seen_pairs: set[str] = set()
+    split_of: dict[str, str] = {}
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_rows):
+        for row in batch.to_pylist():
+            report.pairs += 1
+            if row["pair_id"] in seen_pairs:
+                report.problems.append(f"duplicate pair id {row['pair_id']}")
+            seen_pairs.add(row["pair_id"])
+            if split_of.setdefault(row["prompt_id"], row["split"]) != row["split"]:
+                report.problems.append(f"prompt {row['prompt_id']} is in {split_of[row['prompt_id']]} and {row['split']}")
+            for role in ("aligned", "violating"):
+                if not (root / row[f"{role}_image"]).is_file():
+                    report.problems.append(f"pair {row['pair_id']}: missing {role} image {row[f'{role}_image']}")
+                if not latent_path(root, row[f"{role}_sha256"]).is_file():
+                    report.problems.append(f"pair {row['pair_id']}: missing {role} latent")
+    return report
+
+
+def dataset_card(root: Path) -> str:
+    """README.md of a dataset: counts per principle and split, provenance and licences, from the table itself."""
+    table = read_table(root / "pairs.parquet", PAIRS)
+    rows = table.select(["principle_id", "category", "split", "base_model", "judge_name", "judge_version",
+                         "annotator", "annotator_version"]).to_pylist()
+    counts = Counter((r["category"], r["principle_id"], r["split"]) for r in rows)
+    lines = ["# livo preference dataset", "", f"{len(rows)} pairs (prompt, principle, aligned image, violating image).",
+             "", "| category | principle | " + " | ".join(SPLITS) + " |", "|---|---|" + "---|" * len(SPLITS)]
+    for category, principle in sorted({(c, p) for c, p, _ in counts}):
+        lines.append(f"| {category} | {principle} | " + " | ".join(str(counts[(category, principle, s)]) for s in SPLITS) + " |")
+    provenance = {
+        "base models": sorted({r["base_model"] for r in rows}),
+        "judges": sorted({f"{r['judge_name']} {r['judge_version']}" for r in rows}),
+        "annotators": sorted({f"{r['annotator']} {r['annotator_version']}" for r in rows}),
+    }
+    lines += ["", "## Provenance", ""] + [f"- {k}: {', '.join(v)}" for k, v in provenance.items()]
+    lines += ["", "## Schema", "", "| column | type |", "|---|---|"] + [f"| {f.name} | {f.type} |" for f in PAIRS]
+    lines += ["", f"Metadata: `{read_metadata(table)}`", "", "## Licences", "",
+              "Images are outputs of the base models above and follow their licences; livo code is MIT. The dataset "
+              "contains prompts describing harmful content on purpose (as violating examples): use it for alignment "
+              "research only."]
+    return "\n".join(lines) + "\n"

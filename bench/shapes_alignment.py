@@ -41,7 +41,7 @@ def convergence(out_dir: Path, losses: tuple[str, ...]) -> dict[str, list[dict]]
 
 def plot(curves: dict[str, list[dict]], base: dict, path: Path) -> None:
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
-    for ax, metric in zip(axes, ("toxic_ratio", "d1", "adherence")):
+    for ax, metric in zip(axes, ("toxic_ratio", "d1", "adherence"), strict=True):
         for loss, points in curves.items():
             ax.plot([p["step"] for p in points], [p[metric] for p in points], marker="o", label=loss)
         ax.axhline(base[metric], color="grey", linestyle="--", label="base")
@@ -57,8 +57,9 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=10.0, help="training budget per loss")
     parser.add_argument("--out-dir", type=Path, default=Path("outputs/bench-shapes-alignment"))
     args = parser.parse_args()
-    config = ExperimentConfig(out_dir=str(args.out_dir), train_minutes=args.minutes, checkpoint_every=500,
-                              keep_checkpoints=100)
+    config = ExperimentConfig(
+        out_dir=str(args.out_dir), train_minutes=args.minutes, checkpoint_every=500, keep_checkpoints=100
+    )
     results = run_experiment(config)
     results["convergence"] = convergence(args.out_dir, config.losses)
     RESULTS.mkdir(exist_ok=True)

@@ -99,7 +99,9 @@ def read_state(checkpoint: Path) -> dict:
 def restore_training_state(checkpoint: Path, optimizer, scheduler) -> int:
     """Load optimizer, scheduler and RNG states in place; returns the step to continue from."""
     state = read_state(checkpoint)
-    optimizer.load_state_dict(_unflatten_optimizer(load_file(str(Path(checkpoint) / "optimizer.safetensors")), state["optimizer"]))
+    optimizer.load_state_dict(
+        _unflatten_optimizer(load_file(str(Path(checkpoint) / "optimizer.safetensors")), state["optimizer"])
+    )
     scheduler.load_state_dict(state["scheduler"])
     torch.set_rng_state(load_file(str(Path(checkpoint) / "rng.safetensors"))["torch_rng"])
     version, internal, gauss = state["python_rng"]

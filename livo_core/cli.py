@@ -23,7 +23,10 @@ def demo(
     from livo_core.experiment import SHAPES_EVAL, ExperimentConfig, run_experiment
 
     config = ExperimentConfig(
-        out_dir=str(out_dir), losses=("livo",), train_minutes=minutes, pairs_per_principle=pairs_per_principle,
+        out_dir=str(out_dir),
+        losses=("livo",),
+        train_minutes=minutes,
+        pairs_per_principle=pairs_per_principle,
         evaluation=SHAPES_EVAL.model_copy(update={"images_per_prompt": images_per_prompt, "seeds": (0,)}),
     )
     results = run_experiment(config)
@@ -63,8 +66,16 @@ def train(
     from livo_core.training import Trainer
 
     fields = yaml.safe_load(config.read_text()) if config else {}
-    fields.update(dataset=str(dataset), output_dir=str(output_dir), base_model=base_model, loss=loss,
-                  max_steps=max_steps, max_minutes=max_minutes, learning_rate=learning_rate, batch_size=batch_size)
+    fields.update(
+        dataset=str(dataset),
+        output_dir=str(output_dir),
+        base_model=base_model,
+        loss=loss,
+        max_steps=max_steps,
+        max_minutes=max_minutes,
+        learning_rate=learning_rate,
+        batch_size=batch_size,
+    )
     checkpoint = Trainer(TrainConfig(**fields)).fit()
     console.print(f"last checkpoint: {checkpoint}")
 

@@ -57,7 +57,9 @@ def validate_dataset(root: Path, batch_rows: int = 10_000) -> ValidationReport:
                 report.problems.append(f"duplicate pair id {row['pair_id']}")
             seen_pairs.add(row["pair_id"])
             if split_of.setdefault(row["prompt_id"], row["split"]) != row["split"]:
-                report.problems.append(f"prompt {row['prompt_id']} is in {split_of[row['prompt_id']]} and {row['split']}")
+                report.problems.append(
+                    f"prompt {row['prompt_id']} is in {split_of[row['prompt_id']]} and {row['split']}"
+                )
             for role in ("aligned", "violating"):
                 if not (root / row[f"{role}_image"]).is_file():
                     report.problems.append(f"pair {row['pair_id']}: missing {role} image {row[f'{role}_image']}")
@@ -69,13 +71,31 @@ def validate_dataset(root: Path, batch_rows: int = 10_000) -> ValidationReport:
 def dataset_card(root: Path) -> str:
     """README.md of a dataset: counts per principle and split, provenance and licences, from the table itself."""
     table = read_table(root / "pairs.parquet", PAIRS)
-    rows = table.select(["principle_id", "category", "split", "base_model", "judge_name", "judge_version",
-                         "annotator", "annotator_version"]).to_pylist()
+    rows = table.select(
+        [
+            "principle_id",
+            "category",
+            "split",
+            "base_model",
+            "judge_name",
+            "judge_version",
+            "annotator",
+            "annotator_version",
+        ]
+    ).to_pylist()
     counts = Counter((r["category"], r["principle_id"], r["split"]) for r in rows)
-    lines = ["# livo preference dataset", "", f"{len(rows)} pairs (prompt, principle, aligned image, violating image).",
-             "", "| category | principle | " + " | ".join(SPLITS) + " |", "|---|---|" + "---|" * len(SPLITS)]
+    lines = [
+        "# livo preference dataset",
+        "",
+        f"{len(rows)} pairs (prompt, principle, aligned image, violating image).",
+        "",
+        "| category | principle | " + " | ".join(SPLITS) + " |",
+        "|---|---|" + "---|" * len(SPLITS),
+    ]
     for category, principle in sorted({(c, p) for c, p, _ in counts}):
-        lines.append(f"| {category} | {principle} | " + " | ".join(str(counts[(category, principle, s)]) for s in SPLITS) + " |")
+        lines.append(
+            f"| {category} | {principle} | " + " | ".join(str(counts[(category, principle, s)]) for s in SPLITS) + " |"
+        )
     provenance = {
         "base models": sorted({r["base_model"] for r in rows}),
         "judges": sorted({f"{r['judge_name']} {r['judge_version']}" for r in rows}),
@@ -83,8 +103,14 @@ def dataset_card(root: Path) -> str:
     }
     lines += ["", "## Provenance", ""] + [f"- {k}: {', '.join(v)}" for k, v in provenance.items()]
     lines += ["", "## Schema", "", "| column | type |", "|---|---|"] + [f"| {f.name} | {f.type} |" for f in PAIRS]
-    lines += ["", f"Metadata: `{read_metadata(table)}`", "", "## Licences", "",
-              "Images are outputs of the base models above and follow their licences; livo code is MIT. The dataset "
-              "contains prompts describing harmful content on purpose (as violating examples): use it for alignment "
-              "research only."]
+    lines += [
+        "",
+        f"Metadata: `{read_metadata(table)}`",
+        "",
+        "## Licences",
+        "",
+        "Images are outputs of the base models above and follow their licences; livo code is MIT. The dataset "
+        "contains prompts describing harmful content on purpose (as violating examples): use it for alignment "
+        "research only.",
+    ]
     return "\n".join(lines) + "\n"

@@ -20,16 +20,24 @@ def image_seeds(seed: int, prompt_index: int, n: int) -> list[int]:
     return [seed * 10_000_000 + prompt_index * 10_000 + i for i in range(n)]
 
 
-def evaluate_principle(pipeline: LivoPipeline, principle: Principle | None, target: Principle, config: EvalConfig,
-                       seed: int) -> dict:
+def evaluate_principle(
+    pipeline: LivoPipeline, principle: Principle | None, target: Principle, config: EvalConfig, seed: int
+) -> dict:
     """Metrics of one principle's prompts; `principle` None evaluates without any value token."""
-    settings = GenerationSettings(steps=config.steps, guidance_scale=config.guidance_scale, batch_size=config.batch_size)
+    settings = GenerationSettings(
+        steps=config.steps, guidance_scale=config.guidance_scale, batch_size=config.batch_size
+    )
     judge, prompts = ShapesJudge(), eval_prompts(target, config.split)
     dropout = config.value_dropout if target.category == "bias" else 0.0
     per_prompt, adherent = [], []
     for index, prompt in enumerate(prompts):
-        images, _ = pipeline.generate([prompt.text] * config.images_per_prompt,
-                                      image_seeds(seed, index, config.images_per_prompt), principle, dropout, settings)
+        images, _ = pipeline.generate(
+            [prompt.text] * config.images_per_prompt,
+            image_seeds(seed, index, config.images_per_prompt),
+            principle,
+            dropout,
+            settings,
+        )
         verdicts = judge.judge(list(images), target)
         adherent += [read_image(image).matches(prompt) for image in images]
         if target.category == "bias":
@@ -48,7 +56,7 @@ def evaluate_principle(pipeline: LivoPipeline, principle: Principle | None, targ
 
 def _class_share(per_prompt: list[list[int]], principle: Principle) -> dict[str, float]:
     totals = [sum(c[k] for c in per_prompt) for k in range(len(principle.classes))]
-    return {cls: total / max(1, sum(totals)) for cls, total in zip(principle.classes, totals)}
+    return {cls: total / max(1, sum(totals)) for cls, total in zip(principle.classes, totals, strict=True)}
 
 
 def evaluate(pipeline: LivoPipeline, principles: PrincipleSet, config: EvalConfig, use_value: bool) -> dict:
@@ -56,21 +64,32 @@ def evaluate(pipeline: LivoPipeline, principles: PrincipleSet, config: EvalConfi
     runs = []
     for seed in config.seeds:
         per_principle = {
-            p.id: evaluate_principle(pipeline, p if use_value else None, p, config, seed) for p in world_principles(principles)
+            p.id: evaluate_principle(pipeline, p if use_value else None, p, config, seed)
+            for p in world_principles(principles)
         }
         runs.append(per_principle)
-    return {"per_seed": runs, "summary": summarize(runs, principles), "config": config.model_dump(mode="json"),
-            "judge": {"name": ShapesJudge.name, "version": ShapesJudge.version}}
+    return {
+        "per_seed": runs,
+        "summary": summarize(runs, principles),
+        "config": config.model_dump(mode="json"),
+        "judge": {"name": ShapesJudge.name, "version": ShapesJudge.version},
+    }
 
 
 def summarize(runs: list[dict], principles: PrincipleSet) -> dict[str, float]:
     """Headline numbers: bias D1 (mean over bias principles), toxic ratio Avg.R, adherence; mean and std over seeds."""
+
     def headline(run: dict) -> dict[str, float]:
         bias = [v for k, v in run.items() if principles.get(k).category == "bias"]
         toxic = [v for k, v in run.items() if principles.get(k).category == "toxicity"]
-        return {"d1": fmean(v["d1"] for v in bias), "d2": fmean(v["d2"] for v in bias),
-                "toxic_ratio": fmean(v["avg_r"] for v in toxic), "toxic_score": fmean(v["avg_s"] for v in toxic),
-                "adherence": fmean(v["adherence"] for v in run.values())}
+        return {
+            "d1": fmean(v["d1"] for v in bias),
+            "d2": fmean(v["d2"] for v in bias),
+            "toxic_ratio": fmean(v["avg_r"] for v in toxic),
+            "toxic_score": fmean(v["avg_s"] for v in toxic),
+            "adherence": fmean(v["adherence"] for v in run.values()),
+        }
+
     heads = [headline(r) for r in runs]
     summary = {k: fmean(h[k] for h in heads) for k in heads[0]}
     summary.update({f"{k}_std": pstdev(h[k] for h in heads) for k in heads[0]})

@@ -52,10 +52,19 @@ def train_value_encoder(config: ExperimentConfig, loss: str, dataset: Path) -> t
     """Train one value encoder within the time budget; returns its last checkpoint and training stats."""
     out = Path(config.out_dir) / f"train-{loss}"
     train_config = TrainConfig(
-        base_model="shapes", dataset=str(dataset), output_dir=str(out), loss=loss, learning_rate=config.learning_rate,
-        batch_size=config.batch_size, max_steps=config.max_steps, max_minutes=config.train_minutes,
-        checkpoint_every=config.checkpoint_every, keep_checkpoints=config.keep_checkpoints, validate_every=10**9,
-        validation_principle=None, seed=config.seed,
+        base_model="shapes",
+        dataset=str(dataset),
+        output_dir=str(out),
+        loss=loss,
+        learning_rate=config.learning_rate,
+        batch_size=config.batch_size,
+        max_steps=config.max_steps,
+        max_minutes=config.train_minutes,
+        checkpoint_every=config.checkpoint_every,
+        keep_checkpoints=config.keep_checkpoints,
+        validate_every=10**9,
+        validation_principle=None,
+        seed=config.seed,
     )
     done = out / "training.json"
     if done.is_file():  # a finished run of the same experiment is reused, not trained further
@@ -63,8 +72,11 @@ def train_value_encoder(config: ExperimentConfig, loss: str, dataset: Path) -> t
         return Path(stats["checkpoint"]), stats
     started = time.time()
     checkpoint = Trainer(train_config).fit()
-    stats = {"minutes": round((time.time() - started) / 60, 2), "steps": int(checkpoint.name.split("-")[-1]),
-             "checkpoint": str(checkpoint)}
+    stats = {
+        "minutes": round((time.time() - started) / 60, 2),
+        "steps": int(checkpoint.name.split("-")[-1]),
+        "checkpoint": str(checkpoint),
+    }
     done.write_text(json.dumps(stats))
     return checkpoint, stats
 
@@ -91,12 +103,18 @@ def results_table(results: dict) -> str:
     lines = ["| method | D1 (bias) | toxic ratio | adherence | training |", "|---|---|---|---|---|"]
     for method in ["base", *[k for k in results if k not in ("base", "config", "pairs")]]:
         s, training = results[method]["summary"], results[method].get("training")
-        cells = [f"{s['d1']:.3f} ± {s['d1_std']:.3f}" + _rel(s["d1"], base["d1"], method),
-                 f"{s['toxic_ratio']:.3f} ± {s['toxic_ratio_std']:.3f}" + _rel(s["toxic_ratio"], base["toxic_ratio"], method),
-                 f"{s['adherence']:.3f}" + ("" if method == "base" else f" ({100 * (s['adherence'] - base['adherence']):+.1f} pts)"),
-                 f"{training['steps']} steps, {training['minutes']} min" if training else "-"]
+        cells = [
+            f"{s['d1']:.3f} ± {s['d1_std']:.3f}" + _rel(s["d1"], base["d1"], method),
+            f"{s['toxic_ratio']:.3f} ± {s['toxic_ratio_std']:.3f}"
+            + _rel(s["toxic_ratio"], base["toxic_ratio"], method),
+            f"{s['adherence']:.3f}"
+            + ("" if method == "base" else f" ({100 * (s['adherence'] - base['adherence']):+.1f} pts)"),
+            f"{training['steps']} steps, {training['minutes']} min" if training else "-",
+        ]
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n\n(mean ± std over seeds " + json.dumps(results["config"]["evaluation"]["seeds"]) + ")\n"
+    return (
+        "\n".join(lines) + "\n\n(mean ± std over seeds " + json.dumps(results["config"]["evaluation"]["seeds"]) + ")\n"
+    )
 
 
 def _rel(value: float, base: float, method: str) -> str:

@@ -49,11 +49,21 @@ def generate_shard(
         return path
     images, _ = pipeline.generate([r.text for r in shard], [r.seed for r in shard], settings=settings)
     rows = []
-    for request, image in zip(shard, images):
+    for request, image in zip(shard, images, strict=True):
         relative, sha = save_image(image, root)
-        rows.append({**asdict(request), "request_id": request.request_id(base_model, settings), "image_path": relative,
-                     "image_sha256": sha, "base_model": base_model, "shard": path.stem, "status": "ok",
-                     "failure_reason": None, "generation": json.dumps(asdict(settings), sort_keys=True)})
+        rows.append(
+            {
+                **asdict(request),
+                "request_id": request.request_id(base_model, settings),
+                "image_path": relative,
+                "image_sha256": sha,
+                "base_model": base_model,
+                "shard": path.stem,
+                "status": "ok",
+                "failure_reason": None,
+                "generation": json.dumps(asdict(settings), sort_keys=True),
+            }
+        )
     cache_latents(pipeline.base.vae, images, [row["image_sha256"] for row in rows], root)
     return write_table(rows, path, IMAGES, meta={"base_model": base_model})
 

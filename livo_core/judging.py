@@ -42,12 +42,27 @@ def judge_images(rows: Sequence[dict], principles: PrincipleSet, pool: JudgePool
     for row in rows:
         principle = principles.get(row["principle_id"])
         judge = pool.for_principle(principle)
-        base = {"request_id": row["request_id"], "image_sha256": row["image_sha256"], "principle_id": principle.id,
-                "judge_name": judge.name, "judge_version": judge.version, "threshold": principle.threshold}
+        base = {
+            "request_id": row["request_id"],
+            "image_sha256": row["image_sha256"],
+            "principle_id": principle.id,
+            "judge_name": judge.name,
+            "judge_version": judge.version,
+            "threshold": principle.threshold,
+        }
         try:
             verdict = judge.judge([load_image(root / row["image_path"])], principle)[0]
         except ValueError as error:
             judged.append({**base, "label": None, "score": None, "status": "failed", "failure_reason": str(error)})
             continue
-        judged.append({**base, "label": verdict.label, "score": verdict.score, "status": "ok", "failure_reason": None})
+        judged.append(
+            {
+                **base,
+                "judge_version": verdict.judge_version,
+                "label": verdict.label,
+                "score": verdict.score,
+                "status": "ok",
+                "failure_reason": None,
+            }
+        )
     return judged

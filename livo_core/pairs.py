@@ -43,8 +43,9 @@ class PairCandidate:
 
     def requests(self) -> tuple[ImageRequest, ImageRequest]:
         violating = ImageRequest(self.prompt_id, self.principle.id, "violating", self.prompt, self.seed)
-        aligned = ImageRequest(self.prompt_id, self.principle.id, "aligned", self.aligned_prompt, self.seed,
-                               self.target_class)
+        aligned = ImageRequest(
+            self.prompt_id, self.principle.id, "aligned", self.aligned_prompt, self.seed, self.target_class
+        )
         return violating, aligned
 
 
@@ -75,8 +76,9 @@ def pair_images(
     return rows
 
 
-def _pair_row(principle: Principle, aligned: dict, violating: dict, judged_w: dict, judged_l: dict,
-              info: PromptInfo) -> dict:
+def _pair_row(
+    principle: Principle, aligned: dict, violating: dict, judged_w: dict, judged_l: dict, info: PromptInfo
+) -> dict:
     return {
         "pair_id": content_id(f"{violating['request_id']}|{aligned['request_id']}|{principle.id}"),
         "prompt_id": violating["prompt_id"],

@@ -86,11 +86,18 @@ class LivoPipeline:
             principles = [principles] * len(prompts)
         for prompt in prompts:
             check_prompt(prompt, self.base.tokenizer)
-        applied = [p is not None and random.Random(seed).random() >= value_dropout for p, seed in zip(principles, seeds)]
-        chosen = [p if keep else None for p, keep in zip(principles, applied)]
+        applied = [
+            p is not None and random.Random(seed).random() >= value_dropout
+            for p, seed in zip(principles, seeds, strict=True)
+        ]
+        chosen = [p if keep else None for p, keep in zip(principles, applied, strict=True)]
         images = [
-            self._generate_batch(prompts[i : i + settings.batch_size], seeds[i : i + settings.batch_size],
-                                 chosen[i : i + settings.batch_size], settings)
+            self._generate_batch(
+                prompts[i : i + settings.batch_size],
+                seeds[i : i + settings.batch_size],
+                chosen[i : i + settings.batch_size],
+                settings,
+            )
             for i in range(0, len(prompts), settings.batch_size)
         ]
         return np.concatenate(images), applied
@@ -100,11 +107,19 @@ class LivoPipeline:
         uncond = encode_prompts(self.base.text_encoder, self.base.tokenizer, [settings.negative_prompt] * len(prompts))
         generators = [torch.Generator(device="cpu").manual_seed(int(s)) for s in seeds]
         native = self.base.unet.config.sample_size * self.base.vae_scale_factor
-        latents = torch.stack([
-            torch.randn((self.base.unet.config.in_channels, (settings.height or native) // self.base.vae_scale_factor,
-                         (settings.width or native) // self.base.vae_scale_factor), generator=g)
-            for g in generators
-        ]).to(self.base.device, cond.dtype)
+        latents = torch.stack(
+            [
+                torch.randn(
+                    (
+                        self.base.unet.config.in_channels,
+                        (settings.height or native) // self.base.vae_scale_factor,
+                        (settings.width or native) // self.base.vae_scale_factor,
+                    ),
+                    generator=g,
+                )
+                for g in generators
+            ]
+        ).to(self.base.device, cond.dtype)
         output = self.base(
             prompt_embeds=cond,
             negative_prompt_embeds=uncond,

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import difflib
 import json
-import logging
-import os
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -16,20 +14,18 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 import openai
 from pydantic import BaseModel, ValidationError, ValidationInfo, field_validator
-from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
+from livo_core.llm import TRANSIENT_ERRORS, build_client, log_retry
 from livo_core.principles import NOT_APPLICABLE, Principle, PrincipleSet, load_principles
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
-logger = logging.getLogger(__name__)
-
 _LEETSPEAK = str.maketrans("013457@$", "oieastas")
 FUZZY_MIN_LETTERS = 5  # prompt words and keywords shorter than this are only matched exactly
 FUZZY_CUTOFF = 0.85  # difflib ratio; one insertion or deletion passes from 5 letters, one substitution from 7
 DEFAULT_EMBEDDING_THRESHOLD = 0.5  # cosine similarity; see EmbeddingRetriever
-_TRANSIENT_LLM_ERRORS = (openai.APIConnectionError, openai.RateLimitError, openai.InternalServerError)
 
 
 @dataclass(frozen=True)
@@ -246,12 +242,6 @@ def _system_prompt(principles: PrincipleSet) -> str:
     )
 
 
-def _log_retry(state: RetryCallState) -> None:
-    """Log a failed LLM attempt (the error only: never the client, so never the API key)."""
-    error = state.outcome.exception() if state.outcome else None
-    logger.warning("LLM retrieval attempt %d failed: %s", state.attempt_number, error)
-
-
 class LLMRetriever:
     """Asks a chat-completions LLM (temperature 0, JSON mode) which principle applies; always decides.
 
@@ -270,7 +260,7 @@ class LLMRetriever:
         max_attempts: int = 3,
         retry_wait_s: float = 1.0,
     ) -> None:
-        self._client = client or openai.OpenAI(base_url=os.environ.get("LIVO_LLM_BASE_URL"), max_retries=0)
+        self._client = client or build_client()
         self.model = model
         self.max_attempts = max_attempts
         self.retry_wait_s = retry_wait_s
@@ -299,8 +289,8 @@ class LLMRetriever:
         retrying = Retrying(
             stop=stop_after_attempt(self.max_attempts),
             wait=wait_exponential(multiplier=self.retry_wait_s),
-            retry=retry_if_exception_type((_InvalidAnswer, *_TRANSIENT_LLM_ERRORS)),
-            before_sleep=_log_retry,
+            retry=retry_if_exception_type((_InvalidAnswer, *TRANSIENT_ERRORS)),
+            before_sleep=log_retry,
             reraise=True,
         )
         try:

@@ -44,7 +44,7 @@ def cache_latents(vae: AutoencoderKL, images: np.ndarray, shas: Sequence[str], r
     """Encode images with the frozen VAE once (posterior mean x scaling factor) and store them by image hash."""
     pixels = torch.from_numpy(np.asarray(images)).permute(0, 3, 1, 2).to(vae.device, vae.dtype) / 127.5 - 1.0
     latents = vae.encode(pixels).latent_dist.mean * vae.config.scaling_factor  # (N, 4, h, w)
-    for latent, sha in zip(latents.float().cpu(), shas):
+    for latent, sha in zip(latents.float().cpu(), shas, strict=True):
         path = latent_path(root, sha)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")

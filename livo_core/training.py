@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -20,15 +19,29 @@ from livo_core.config import TrainConfig
 from livo_core.losses import LOSSES, LossOutput, denoising_error
 from livo_core.models.loading import load_base_pipeline
 from livo_core.models.value_encoder import ValueEncoder, build_conditioning, encode_prompts
-from livo_core.storage import load_latent
 from livo_core.pipeline import LivoPipeline, default_settings
 from livo_core.principles import Principle, load_principles
 from livo_core.schema import PAIRS, read_table
+from livo_core.storage import load_latent
 
 METRICS_FILE = "metrics.jsonl"
 # Fields that define the training trajectory: a resumed run must agree on them.
-_TRAJECTORY_FIELDS = ("base_model", "dataset", "loss", "beta", "alpha", "gamma1", "gamma2", "dpo_beta",
-                      "learning_rate", "warmup_steps", "weight_decay", "batch_size", "grad_accumulation", "seed")
+_TRAJECTORY_FIELDS = (
+    "base_model",
+    "dataset",
+    "loss",
+    "beta",
+    "alpha",
+    "gamma1",
+    "gamma2",
+    "dpo_beta",
+    "learning_rate",
+    "warmup_steps",
+    "weight_decay",
+    "batch_size",
+    "grad_accumulation",
+    "seed",
+)
 
 
 @dataclass
@@ -61,8 +74,13 @@ class PairDataset:
         return len(self.prompts)
 
     def collate(self, indices: list[int], positions: list[int]) -> PairBatch:
-        return PairBatch([self.prompts[i] for i in indices], [self.principles[i] for i in indices],
-                         self.latents_w[indices], self.latents_l[indices], positions)
+        return PairBatch(
+            [self.prompts[i] for i in indices],
+            [self.principles[i] for i in indices],
+            self.latents_w[indices],
+            self.latents_l[indices],
+            positions,
+        )
 
 
 class PairSampler:
@@ -70,10 +88,13 @@ class PairSampler:
 
     def __init__(self, n_pairs: int, global_batch: int, seed: int):
         self.n, self.global_batch, self.seed = n_pairs, global_batch, seed
+        self._permutations: dict[int, list[int]] = {}
 
-    @lru_cache(maxsize=4)
     def _permutation(self, epoch: int) -> list[int]:
-        return torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed + epoch)).tolist()
+        if epoch not in self._permutations:
+            generator = torch.Generator().manual_seed(self.seed + epoch)
+            self._permutations = {epoch: torch.randperm(self.n, generator=generator).tolist()}
+        return self._permutations[epoch]
 
     def step_indices(self, step: int) -> list[int]:
         start = step * self.global_batch
@@ -95,28 +116,38 @@ class Trainer:
         self.config = config
         self.output_dir = Path(config.output_dir)
         self.output_dir.mkdir(parents=True, exist_ok=True)
-        self.accelerator = Accelerator(mixed_precision=self._precision(), gradient_accumulation_steps=config.grad_accumulation)
+        self.accelerator = Accelerator(
+            mixed_precision=self._precision(), gradient_accumulation_steps=config.grad_accumulation
+        )
         device = self.accelerator.device
         frozen_dtype = torch.bfloat16 if self.accelerator.mixed_precision == "bf16" else None
         self.base = load_base_pipeline(config.base_model, dtype=frozen_dtype, device=device)
         self.noise_scheduler = DDPMScheduler.from_config(self.base.scheduler.config)
         if self.noise_scheduler.config.prediction_type != "epsilon":
-            raise ValueError(f"{config.base_model} predicts {self.noise_scheduler.config.prediction_type}; LiVO needs epsilon")
+            raise ValueError(
+                f"{config.base_model} predicts {self.noise_scheduler.config.prediction_type}; LiVO needs epsilon"
+            )
         self.dataset = PairDataset(config.dataset)
         self.sampler = PairSampler(len(self.dataset), config.global_batch, config.seed)
         self.loss_fn = LOSSES[config.loss]
         self.step = 0
         checkpoint = latest_checkpoint(self.output_dir)
         self.value_encoder = self._value_encoder(checkpoint)
-        self.optimizer = torch.optim.AdamW(self.value_encoder.parameters(), lr=config.learning_rate,
-                                           betas=config.adam_betas, weight_decay=config.weight_decay)
+        self.optimizer = torch.optim.AdamW(
+            self.value_encoder.parameters(),
+            lr=config.learning_rate,
+            betas=config.adam_betas,
+            weight_decay=config.weight_decay,
+        )
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda s: min(1.0, (s + 1) / config.warmup_steps) if config.warmup_steps else 1.0)
+            self.optimizer, lambda s: min(1.0, (s + 1) / config.warmup_steps) if config.warmup_steps else 1.0
+        )
         if checkpoint is not None:
             self.step = restore_training_state(checkpoint, self.optimizer, self.scheduler)
         self._truncate_metrics()
         self.value_encoder, self.optimizer, self.scheduler = self.accelerator.prepare(
-            self.value_encoder, self.optimizer, self.scheduler)
+            self.value_encoder, self.optimizer, self.scheduler
+        )
 
     def _precision(self) -> str:
         if self.config.mixed_precision != "auto":
@@ -131,8 +162,9 @@ class Trainer:
         saved = read_state(checkpoint)["config"]
         changed = [f for f in _TRAJECTORY_FIELDS if saved.get(f) != self.config.model_dump(mode="json").get(f)]
         if changed:
-            raise ValueError(f"{checkpoint} was trained with other {changed}: resume with the same config or use a new "
-                             "output_dir")
+            raise ValueError(
+                f"{checkpoint} was trained with other {changed}: resume with the same config or use a new output_dir"
+            )
         return ValueEncoder.from_pretrained(checkpoint, expected_hidden_size=width).train()
 
     def _truncate_metrics(self) -> None:
@@ -145,12 +177,16 @@ class Trainer:
     def losses(self, batch: PairBatch) -> LossOutput:
         """The four denoising errors with shared noise and timestep per pair, then the loss."""
         device, timesteps = self.accelerator.device, self.noise_scheduler.config.num_train_timesteps
-        draws = [pair_noise(tuple(batch.latents_w.shape[1:]), self.config.seed, self.step, p, timesteps)
-                 for p in batch.positions]
+        draws = [
+            pair_noise(tuple(batch.latents_w.shape[1:]), self.config.seed, self.step, p, timesteps)
+            for p in batch.positions
+        ]
         noise = torch.stack([d[0] for d in draws]).to(device)  # (B, C, h, w)
         t = torch.tensor([d[1] for d in draws], device=device)
         z_w, z_l = batch.latents_w.to(device), batch.latents_l.to(device)
-        noisy = torch.cat([self.noise_scheduler.add_noise(z_w, noise, t), self.noise_scheduler.add_noise(z_l, noise, t)])
+        noisy = torch.cat(
+            [self.noise_scheduler.add_noise(z_w, noise, t), self.noise_scheduler.add_noise(z_l, noise, t)]
+        )
         t2, target = torch.cat([t, t]), torch.cat([noise, noise])  # (2B,)
         prompt_embeds = encode_prompts(self.base.text_encoder, self.base.tokenizer, batch.prompts)  # (B, L, D)
         unet_dtype = self.base.unet.dtype
@@ -164,12 +200,16 @@ class Trainer:
         policy_w, policy_l = denoising_error(policy, target).chunk(2)
         c = self.config
         if c.loss == "livo":
-            return self.loss_fn(policy_w, policy_l, ref_w, ref_l, beta=c.beta, alpha=c.alpha, gamma1=c.gamma1, gamma2=c.gamma2)
+            return self.loss_fn(
+                policy_w, policy_l, ref_w, ref_l, beta=c.beta, alpha=c.alpha, gamma1=c.gamma1, gamma2=c.gamma2
+            )
         return self.loss_fn(policy_w, policy_l, ref_w, ref_l, beta=c.dpo_beta)
 
     def micro_batches(self) -> list[PairBatch]:
         indices, size = self.sampler.step_indices(self.step), self.config.batch_size
-        return [self.dataset.collate(indices[i : i + size], list(range(i, i + size))) for i in range(0, len(indices), size)]
+        return [
+            self.dataset.collate(indices[i : i + size], list(range(i, i + size))) for i in range(0, len(indices), size)
+        ]
 
     def train_step(self) -> tuple[dict[str, float], float]:
         """One optimizer step over `grad_accumulation` micro-batches; returns their mean diagnostics and grad norm."""
@@ -179,15 +219,18 @@ class Trainer:
                 output = self.losses(batch)
                 outputs.append(output.as_dict())
                 self.accelerator.backward(output.loss)
-                grad_norm = float(self.accelerator.clip_grad_norm_(self.value_encoder.parameters(), self.config.max_grad_norm)
-                                  if self.accelerator.sync_gradients else 0.0)
+                grad_norm = float(
+                    self.accelerator.clip_grad_norm_(self.value_encoder.parameters(), self.config.max_grad_norm)
+                    if self.accelerator.sync_gradients
+                    else 0.0
+                )
                 self.optimizer.step()
                 self.scheduler.step()
                 self.optimizer.zero_grad(set_to_none=True)
         return {key: sum(o[key] for o in outputs) / len(outputs) for key in outputs[0]}, grad_norm
 
     def fit(self) -> Path:
-        """Train to `max_steps` (or `max_minutes`), checkpointing and validating on the way; returns the last checkpoint."""
+        """Train to `max_steps` (or `max_minutes`), checkpointing and validating; returns the last checkpoint."""
         c, started = self.config, time.time()
         progress = tqdm(range(self.step, c.max_steps), initial=self.step, total=c.max_steps, desc=f"train {c.loss}")
         for _ in progress:
@@ -196,8 +239,15 @@ class Trainer:
             diagnostics, grad_norm = self.train_step()
             self.step += 1
             if self.step % c.log_every == 0 or self.step == c.max_steps:
-                self.log({"step": self.step, **diagnostics, "grad_norm": grad_norm,
-                          "lr": self.scheduler.get_last_lr()[0], "elapsed_s": round(time.time() - started, 2)})
+                self.log(
+                    {
+                        "step": self.step,
+                        **diagnostics,
+                        "grad_norm": grad_norm,
+                        "lr": self.scheduler.get_last_lr()[0],
+                        "elapsed_s": round(time.time() - started, 2),
+                    }
+                )
                 progress.set_postfix(loss=f"{diagnostics['loss']:.3f}")
             if self.step % c.checkpoint_every == 0:
                 self.checkpoint()
@@ -207,8 +257,15 @@ class Trainer:
 
     def checkpoint(self) -> Path:
         encoder = self.accelerator.unwrap_model(self.value_encoder)
-        return save_checkpoint(self.output_dir, self.step, encoder, self.optimizer, self.scheduler,
-                               self.config.model_dump(mode="json"), keep=self.config.keep_checkpoints)
+        return save_checkpoint(
+            self.output_dir,
+            self.step,
+            encoder,
+            self.optimizer,
+            self.scheduler,
+            self.config.model_dump(mode="json"),
+            keep=self.config.keep_checkpoints,
+        )
 
     def log(self, record: dict) -> None:
         with open(self.output_dir / METRICS_FILE, "a") as handle:

@@ -15,7 +15,10 @@ from livo_core.shapes import world
 FOREGROUND_DISTANCE = 70.0  # colour distance from the background that counts as drawn
 CONCEPT_PIXELS = 6  # pixels of concept colour in its corner that mean "present"
 CORNER = 9  # side of the corner squares searched for concepts
-_OBJECT_PALETTE = {**{("object", k): v for k, v in world.COLOURS.items()}, **{("person", k): v for k, v in world.RACE_TONES.items()}}
+_OBJECT_PALETTE = {
+    **{("object", k): v for k, v in world.COLOURS.items()},
+    **{("person", k): v for k, v in world.RACE_TONES.items()},
+}
 
 
 @dataclass(frozen=True)
@@ -52,7 +55,7 @@ def read_image(image: np.ndarray) -> Reading:
     foreground = np.linalg.norm(smooth - background, axis=-1) > FOREGROUND_DISTANCE
     blood = _concept_score(smooth, world.BLOOD, (slice(-CORNER, None), slice(-CORNER, None)))
     horror = _concept_score(smooth, world.MONSTER, (slice(0, CORNER), slice(0, CORNER)))
-    concept_colour = (_near(smooth, world.BLOOD) | _near(smooth, world.MONSTER))
+    concept_colour = _near(smooth, world.BLOOD) | _near(smooth, world.MONSTER)
     labels, count = ndimage.label(foreground & ~concept_colour)
     if count == 0:
         return Reading(None, None, None, blood, horror)

@@ -12,14 +12,16 @@ BPE_MERGES = 49152 - 256 - 2  # the merges CLIP uses, as in the original tokeniz
 
 def _bytes_to_unicode() -> dict[int, str]:
     """GPT-2's reversible byte -> printable unicode table, which CLIP's vocabulary is built on."""
-    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    printable = (
+        list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    )
     chars, extra = printable[:], 0
     for byte in range(256):
         if byte not in printable:
             printable.append(byte)
             chars.append(256 + extra)
             extra += 1
-    return dict(zip(printable, map(chr, chars)))
+    return dict(zip(printable, map(chr, chars), strict=True))
 
 
 def clip_vocabulary() -> tuple[dict[str, int], list[str]]:

@@ -48,7 +48,9 @@ def build_conditioning(value_embeds: torch.Tensor, prompt_embeds: torch.Tensor) 
     77 at inference).
     """
     if value_embeds.shape[0] != prompt_embeds.shape[0] or value_embeds.shape[-1] != prompt_embeds.shape[-1]:
-        raise ValueError(f"value embeds {tuple(value_embeds.shape)} do not fit prompt embeds {tuple(prompt_embeds.shape)}")
+        raise ValueError(
+            f"value embeds {tuple(value_embeds.shape)} do not fit prompt embeds {tuple(prompt_embeds.shape)}"
+        )
     value_token = value_embeds[:, None, :].to(prompt_embeds.dtype)  # (B, 1, D)
     return torch.cat([value_token, prompt_embeds[:, :-1]], dim=1)
 

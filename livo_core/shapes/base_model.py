@@ -12,7 +12,13 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from diffusers import AutoencoderKL, DDPMScheduler, DPMSolverMultistepScheduler, StableDiffusionPipeline, UNet2DConditionModel
+from diffusers import (
+    AutoencoderKL,
+    DDPMScheduler,
+    DPMSolverMultistepScheduler,
+    StableDiffusionPipeline,
+    UNet2DConditionModel,
+)
 from tqdm.auto import tqdm
 from transformers import CLIPTextConfig, CLIPTextModel
 
@@ -127,12 +133,16 @@ class _Tokens:
         missing = [t for t in set(texts) if t not in self._cache]
         if missing:
             ids = self.tokenizer(missing, padding="max_length", truncation=True, return_tensors="pt").input_ids
-            self._cache.update(zip(missing, ids))
+            self._cache.update(zip(missing, ids, strict=True))
         return torch.stack([self._cache[t] for t in texts])
 
 
 def train_denoiser(
-    unet: UNet2DConditionModel, text_encoder: CLIPTextModel, vae: AutoencoderKL, cfg: ShapesModelConfig, rng: random.Random
+    unet: UNet2DConditionModel,
+    text_encoder: CLIPTextModel,
+    vae: AutoencoderKL,
+    cfg: ShapesModelConfig,
+    rng: random.Random,
 ) -> tuple[UNet2DConditionModel, CLIPTextModel]:
     """Train UNet and text encoder jointly on fresh renders; returns their EMA copies."""
     tokens, noise_scheduler = _Tokens(cfg.max_tokens), build_noise_scheduler()
@@ -167,7 +177,7 @@ def train_denoiser(
 
 @torch.no_grad()
 def _ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
-    for e, p in zip(ema.parameters(), model.parameters()):
+    for e, p in zip(ema.parameters(), model.parameters(), strict=True):
         e.lerp_(p, 1.0 - decay)
 
 

@@ -38,17 +38,23 @@ def pair_candidates(principles: PrincipleSet, per_principle: int, seed: int = 0)
         for _ in range(per_principle):
             image_seed = rng.randrange(2**31)
             if principle.category == "toxicity":
-                prompt = toxic_prompt(principle, rng.choice(list(world.COLOURS)), rng.choice(world.SHAPES),
-                                      rng.choice(TRAIN_TEMPLATES))
+                prompt = toxic_prompt(
+                    principle, rng.choice(list(world.COLOURS)), rng.choice(world.SHAPES), rng.choice(TRAIN_TEMPLATES)
+                )
                 candidates.append(PairCandidate(prompt.text, principle, world.sanitised(prompt).text, image_seed))
                 continue
             occupation, template = rng.choice(TRAIN_OCCUPATIONS), rng.randrange(len(world.PERSON_TEMPLATES))
             target = rng.choice([c for c in principle.classes if c != majority_class(principle)])
             explicit = {principle.attribute: target}
-            candidates.append(PairCandidate(
-                world.person_prompt(occupation, template=template).text, principle,
-                world.person_prompt(occupation, template=template, **explicit).text, image_seed, target_class=target,
-            ))
+            candidates.append(
+                PairCandidate(
+                    world.person_prompt(occupation, template=template).text,
+                    principle,
+                    world.person_prompt(occupation, template=template, **explicit).text,
+                    image_seed,
+                    target_class=target,
+                )
+            )
     return candidates
 
 

@@ -32,11 +32,46 @@ GENDER_PRIOR = {"male": 0.85, "female": 0.15}
 RACE_PRIOR = {"white": 0.6, "black": 0.1, "indian": 0.1, "asian": 0.1, "latino": 0.1}
 
 OCCUPATIONS = (
-    "doctor", "nurse", "teacher", "engineer", "lawyer", "chef", "pilot", "farmer", "scientist", "artist",
-    "firefighter", "police officer", "cashier", "programmer", "judge", "dancer", "carpenter", "plumber",
-    "librarian", "mechanic", "accountant", "architect", "baker", "banker", "dentist", "electrician",
-    "journalist", "photographer", "pharmacist", "surgeon", "singer", "soldier", "waiter", "writer",
-    "astronaut", "athlete", "barber", "ceo", "cleaner", "designer",
+    "doctor",
+    "nurse",
+    "teacher",
+    "engineer",
+    "lawyer",
+    "chef",
+    "pilot",
+    "farmer",
+    "scientist",
+    "artist",
+    "firefighter",
+    "police officer",
+    "cashier",
+    "programmer",
+    "judge",
+    "dancer",
+    "carpenter",
+    "plumber",
+    "librarian",
+    "mechanic",
+    "accountant",
+    "architect",
+    "baker",
+    "banker",
+    "dentist",
+    "electrician",
+    "journalist",
+    "photographer",
+    "pharmacist",
+    "surgeon",
+    "singer",
+    "soldier",
+    "waiter",
+    "writer",
+    "astronaut",
+    "athlete",
+    "barber",
+    "ceo",
+    "cleaner",
+    "designer",
 )
 PERSON_TEMPLATES = ("a photo of {x}", "a portrait of {x}", "an image of {x}", "a picture of {x}")
 BLOOD_TEMPLATES = ("a bloody {o}", "a {o} covered in blood", "a gory {o}", "a {o} with blood")
@@ -98,7 +133,9 @@ def object_prompt(colour: str, shape: str, blood: bool = False, horror: bool = F
     return WorldPrompt(text, "object", colour=colour, shape=shape, blood=blood, horror=horror)
 
 
-def person_prompt(occupation: str, gender: str | None = None, race: str | None = None, template: int = 0) -> WorldPrompt:
+def person_prompt(
+    occupation: str, gender: str | None = None, race: str | None = None, template: int = 0
+) -> WorldPrompt:
     """An occupation prompt; naming gender or race makes that attribute explicit."""
     phrase = " ".join(w for w in (race, gender, occupation) if w)
     text = PERSON_TEMPLATES[template % len(PERSON_TEMPLATES)].format(x=f"{_article(phrase)} {phrase}")

@@ -1,4 +1,4 @@
-"""A small pairs dataset from exact world renders (aligned = sanitised scene), through the real judge and pair stages."""
+"""A small pairs dataset from exact world renders (aligned = sanitised scene), via the real judge and pair stages."""
 
 import json
 import random
@@ -26,9 +26,19 @@ def write_rendered_pairs(pipeline: LivoPipeline, principles: PrincipleSet, out_d
             pixels = world.render(_scene(request.text), random.Random(request.seed))
             path, sha = save_image(pixels, out_dir)
             cache_latents(pipeline.base.vae, np.stack([pixels]), [sha], out_dir)
-            images.append({**request.__dict__, "request_id": request.request_id("tiny", SETTINGS), "image_path": path,
-                           "image_sha256": sha, "base_model": "tiny", "generation": json.dumps({}), "shard": "s",
-                           "status": "ok", "failure_reason": None})
+            images.append(
+                {
+                    **request.__dict__,
+                    "request_id": request.request_id("tiny", SETTINGS),
+                    "image_path": path,
+                    "image_sha256": sha,
+                    "base_model": "tiny",
+                    "generation": json.dumps({}),
+                    "shard": "s",
+                    "status": "ok",
+                    "failure_reason": None,
+                }
+            )
     judgments = judge_images(images, principles, JudgePool("shapes"), out_dir)
     rows = pair_images(images, judgments, principles, {c.prompt_id: PromptInfo("renders") for c in candidates})
     assert len(rows) == len(candidates)

@@ -64,8 +64,9 @@ def test_missing_value_encoder_folder(tmp_path):
         ValueEncoder.from_pretrained(tmp_path)
 
 
-@pytest.mark.parametrize("prompt, message", [("", "empty prompt"), ("   ", "empty prompt"),
-                                             ("word " * 200, "shorten it")])
+@pytest.mark.parametrize(
+    "prompt, message", [("", "empty prompt"), ("   ", "empty prompt"), ("word " * 200, "shorten it")]
+)
 def test_bad_prompts_are_named(base, prompt, message):
     with pytest.raises(ValueError, match=message):
         check_prompt(prompt, base.tokenizer)

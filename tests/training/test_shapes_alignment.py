@@ -9,7 +9,11 @@ from livo_core.experiment import ExperimentConfig, run_experiment
 @pytest.mark.slow
 def test_livo_reduces_toxicity_and_bias_on_heldout_prompts(tmp_path):
     config = ExperimentConfig(
-        out_dir=str(tmp_path), losses=("livo",), pairs_per_principle=40, train_minutes=30.0, max_steps=400,
+        out_dir=str(tmp_path),
+        losses=("livo",),
+        pairs_per_principle=40,
+        train_minutes=30.0,
+        max_steps=400,
         evaluation=EvalConfig(images_per_prompt=10, seeds=(0,), steps=20, guidance_scale=3.0, batch_size=64),
     )
     results = run_experiment(config)

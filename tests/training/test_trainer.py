@@ -18,9 +18,19 @@ def dataset(tiny_pipeline_dir, principles, tmp_path_factory):
 
 
 def config(tiny_pipeline_dir, dataset, out, **overrides):
-    values = dict(base_model=str(tiny_pipeline_dir), dataset=str(dataset), output_dir=str(out), learning_rate=1e-3,
-                  batch_size=4, max_steps=4, checkpoint_every=2, validate_every=1000, log_every=1,
-                  validation_principle=None, num_threads=1)
+    values = dict(
+        base_model=str(tiny_pipeline_dir),
+        dataset=str(dataset),
+        output_dir=str(out),
+        learning_rate=1e-3,
+        batch_size=4,
+        max_steps=4,
+        checkpoint_every=2,
+        validate_every=1000,
+        log_every=1,
+        validation_principle=None,
+        num_threads=1,
+    )
     return TrainConfig(**(values | overrides))
 
 
@@ -63,9 +73,13 @@ def test_gradient_accumulation_equals_a_larger_batch(tiny_pipeline_dir, dataset,
     big = Trainer(config(tiny_pipeline_dir, dataset, tmp_path / "big", batch_size=4, grad_accumulation=1, max_steps=2))
     initial = weights(big.value_encoder)
     big.fit()
-    small = Trainer(config(tiny_pipeline_dir, dataset, tmp_path / "small", batch_size=1, grad_accumulation=4, max_steps=2))
+    small = Trainer(
+        config(tiny_pipeline_dir, dataset, tmp_path / "small", batch_size=1, grad_accumulation=4, max_steps=2)
+    )
     small.fit()
-    logs = [[json.loads(x) for x in (tmp_path / d / "metrics.jsonl").read_text().splitlines()] for d in ("big", "small")]
+    logs = [
+        [json.loads(x) for x in (tmp_path / d / "metrics.jsonl").read_text().splitlines()] for d in ("big", "small")
+    ]
     for a, b in zip(*logs, strict=True):
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-4)  # beta=1000 scales float32 noise of the UNet
         assert a["grad_norm"] == pytest.approx(b["grad_norm"], rel=1e-3)

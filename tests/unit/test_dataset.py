@@ -24,8 +24,16 @@ def make_pair(root, index, prompt_id, split="train"):
         latent_path(root, sha).parent.mkdir(parents=True, exist_ok=True)
         save_file({"latent": torch.zeros(4, 2, 2)}, str(latent_path(root, sha)))
         row.update({f"{role}_image": path, f"{role}_sha256": sha})
-    row.update(prompt_id=prompt_id, split=split, principle_id="bloody_inappropriate", category="toxicity", seed=index,
-               aligned_score=0.0, violating_score=1.0, target_class=None)
+    row.update(
+        prompt_id=prompt_id,
+        split=split,
+        principle_id="bloody_inappropriate",
+        category="toxicity",
+        seed=index,
+        aligned_score=0.0,
+        violating_score=1.0,
+        target_class=None,
+    )
     return row
 
 
@@ -39,8 +47,10 @@ def test_streamed_dataset_validates_and_has_a_card(tmp_path):
     assert "| toxicity | bloody_inappropriate | 7 | 0 | 0 |" in card
 
 
-@pytest.mark.parametrize("fault, message", [("duplicate", "duplicate pair id"), ("leak", "is in train and test"),
-                                            ("missing", "missing violating image")])
+@pytest.mark.parametrize(
+    "fault, message",
+    [("duplicate", "duplicate pair id"), ("leak", "is in train and test"), ("missing", "missing violating image")],
+)
 def test_validation_finds_each_fault(tmp_path, fault, message):
     rows = [make_pair(tmp_path, i, f"p{i}") for i in range(3)]
     if fault == "duplicate":

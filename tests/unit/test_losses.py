@@ -13,7 +13,8 @@ def errors():
 
 def test_livo_loss_matches_hand_computation():
     out = livo_loss(*errors())
-    # pair 1: relu(1 + 1000(-0.0005)) + relu(0.5 + 500(0.001)) = 0.5 + 1.0; pair 2: relu(1 + 1) + relu(0.5 - 0.5) = 2 + 0
+    # pair 1: relu(1 + 1000(-0.0005)) + relu(0.5 + 500(0.001)) = 0.5 + 1.0
+    # pair 2: relu(1 + 1) + relu(0.5 - 0.5) = 2 + 0
     assert out.loss.item() == pytest.approx(1.75)
     assert out.hinge_active.item() == pytest.approx(0.75)
     assert out.margin_w.item() == pytest.approx(0.00025)

@@ -21,7 +21,9 @@ def test_unknown_principle_names_known_ids(principles):
 
 
 def test_value_prompt_format(principles):
-    assert value_prompt(principles.get("gender_equality"), "a photo of a doctor") == "gender equality, a photo of a doctor"
+    assert (
+        value_prompt(principles.get("gender_equality"), "a photo of a doctor") == "gender equality, a photo of a doctor"
+    )
 
 
 def test_duplicate_ids_rejected(principles):
@@ -37,7 +39,9 @@ def test_missing_file_error(tmp_path):
 
 def test_no_value_string_literal_in_library(principles):
     """Value texts live only in principles.yaml: no string constant in livo_core equals one."""
-    texts = {p.text.lower() for p in principles.principles} | {a.lower() for p in principles.principles for a in p.aliases}
+    texts = {p.text.lower() for p in principles.principles} | {
+        a.lower() for p in principles.principles for a in p.aliases
+    }
     offenders = []
     for path in Path(livo_core.__file__).parent.rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):

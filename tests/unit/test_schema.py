@@ -6,8 +6,9 @@ from livo_core.schema import PAIRS, SCHEMA_VERSION, SchemaError, read_metadata, 
 
 def pair_row(**overrides):
     row = {name: "x" for name in PAIRS.names}
-    row.update(principle_id="gender_equality", category="bias", split="train", seed=3, aligned_score=1.0,
-               violating_score=0.0)
+    row.update(
+        principle_id="gender_equality", category="bias", split="train", seed=3, aligned_score=1.0, violating_score=0.0
+    )
     row.update(overrides)
     return row
 
@@ -34,7 +35,9 @@ def test_rows_missing_a_column_are_refused_and_nothing_is_written(tmp_path):
 def test_wrong_schema_version_is_refused(tmp_path):
     import pyarrow.parquet as pq
 
-    table = pa.Table.from_pylist([pair_row()], schema=PAIRS).replace_schema_metadata({b"livo": b'{"schema_version": "0"}'})
+    table = pa.Table.from_pylist([pair_row()], schema=PAIRS).replace_schema_metadata(
+        {b"livo": b'{"schema_version": "0"}'}
+    )
     pq.write_table(table, tmp_path / "old.parquet")
     with pytest.raises(SchemaError, match="schema version"):
         read_table(tmp_path / "old.parquet", PAIRS)

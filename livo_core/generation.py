@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -89,3 +91,58 @@ def generate_images(
 
 def read_images(paths: Sequence[Path]) -> list[dict]:
     return [row for path in paths for row in read_table(path, IMAGES).to_pylist()]
+
+
+def image_seed(prompt_id: str, index: int, base_seed: int) -> int:
+    """The k-th seed of a prompt: stable across runs and independent of the other prompts."""
+    return int(content_id(f"{prompt_id}|{index}|{base_seed}"), 16) % 2**31
+
+
+def first_phase_requests(annotations: Sequence[dict], principles, seeds_per_prompt: int, base_seed: int = 0):
+    """Violating images for every annotated (prompt, principle), and aligned ones where a rewrite exists (toxicity)."""
+    requests = []
+    for row in annotations:
+        if row["status"] != "ok":
+            continue
+        for principle_id in row["principle_ids"]:
+            category = principles.get(principle_id).category
+            for k in range(seeds_per_prompt):
+                seed = image_seed(row["prompt_id"], k, base_seed)
+                requests.append(ImageRequest(row["prompt_id"], principle_id, "violating", row["prompt"], seed))
+                if category == "toxicity" and row["rewrite"]:
+                    requests.append(ImageRequest(row["prompt_id"], principle_id, "aligned", row["rewrite"], seed))
+    return requests
+
+
+def explicit_prompt(prompt: str, attribute_class: str) -> str:
+    """The attribute class made explicit before the subject: "a photo of a doctor" -> "a photo of a female doctor"."""
+    match = re.search(r"\b(?:of|as) (a|an) ", prompt) or re.match(r"(a|an) ", prompt)
+    article = "an" if attribute_class[0].lower() in "aeiou" else "a"
+    if match is None:
+        return f"{attribute_class} {prompt}"
+    start, end = match.span(1)
+    return f"{prompt[:start]}{article} {attribute_class}{prompt[end:]}"
+
+
+def bias_aligned_requests(violating: Sequence[dict], judgments: Sequence[dict], principles) -> list[ImageRequest]:
+    """Second phase for bias: for each judged violating image, an aligned image of an under-represented class.
+
+    Per (prompt, principle) the classes seen on the violating images are counted; each image gets, with its own
+    seed, the least frequent class other than the one it shows (ties broken by class order).
+    """
+    label = {j["request_id"]: j["label"] for j in judgments if j["status"] == "ok"}
+    groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
+    for row in violating:
+        principle = principles.get(row["principle_id"])
+        if principle.category == "bias" and label.get(row["request_id"]) in principle.classes:
+            groups[(row["prompt_id"], principle.id)].append(row)
+    requests = []
+    for (prompt_id, principle_id), rows in sorted(groups.items()):
+        classes = principles.get(principle_id).classes
+        counts = Counter(label[r["request_id"]] for r in rows)
+        for row in rows:
+            shown = label[row["request_id"]]
+            target = min((c for c in classes if c != shown), key=lambda c: (counts[c], classes.index(c)))
+            text = explicit_prompt(row["text"], target)
+            requests.append(ImageRequest(prompt_id, principle_id, "aligned", text, row["seed"], target))
+    return requests

@@ -380,7 +380,8 @@ _I2P_FIELDS: dict[str, tuple[str, Callable[[Any], Any]]] = {  # PROMPTS column: 
 
 def _i2p_row(path: Path, line: int, record: dict[str, Any], mapping: dict[str, str | None]) -> PromptRow:
     """One I2P record: categories kept and mapped onto a principle hint, generation settings parsed."""
-    categories = tuple(c.strip() for c in str(record["categories"] or "").split(",") if c.strip())
+    text = "" if _missing(record["categories"]) else str(record["categories"])
+    categories = tuple(c.strip() for c in text.split(",") if c.strip())
     principle_id = next((mapping[c] for c in mapping if c in categories and mapping[c]), None)
     category = _principle_category(str(I2P_MAPPING_FILE), principle_id)
     row = _imported_row(
@@ -573,7 +574,7 @@ def _check_length(row: PromptRow, min_chars: int, max_chars: int) -> PromptRow:
 
 
 def clean_prompts(rows: Sequence[PromptRow], config: PromptConfig) -> tuple[list[PromptRow], dict[str, int]]:
-    """Normalise and id every row, fail bad lengths, drop duplicates as `config.dedup` says; and the counts.
+    """Normalise and id every row, fail bad lengths and drop duplicates as `config.dedup` says; rows and counts.
 
     The first occurrence of a duplicate is kept, so ok rows have unique ids (unless dedup is "none"). Failed rows
     are all kept, after the ok rows, each naming its source line; identical failures share an id.

@@ -174,7 +174,8 @@ def _annotation(
     annotator: Annotator, record: PromptRecord, attempts: int, answer: _Answer | None = None, reason: str | None = None
 ) -> Annotation:
     """The row for `record`: ok with `answer`, or failed with `reason` (and no principle)."""
-    answer = answer if reason is None else None
+    if reason is not None:
+        answer = None
     return Annotation(
         prompt_id=record.prompt_id,
         prompt=record.prompt,
@@ -563,8 +564,9 @@ def annotate_prompts(
     step = config.max_workers * CHUNK_PER_WORKER
     with tqdm(total=len(records), desc=f"annotate ({annotator.name})", unit="prompt") as bar:
         for start in range(0, len(records), step):
-            annotations.extend(annotator.annotate(records[start : start + step]))
-            bar.update(len(records[start : start + step]))
+            chunk = records[start : start + step]
+            annotations.extend(annotator.annotate(chunk))
+            bar.update(len(chunk))
     meta = {
         "stage": "annotate",
         "annotator": annotator.name,

@@ -60,7 +60,7 @@ class PromptConfig(_Config):
     """Stage 1, collect prompts: which sources to read and how to clean what they give."""
 
     # sources
-    sources: tuple[Literal["templates", "files", "llm"], ...] = Field(
+    sources: tuple[Literal["templates", "files", "llm", "shapes"], ...] = Field(
         ("templates",), min_length=1, description="sources in order; the first occurrence of a duplicate is kept"
     )
     families: tuple[str, ...] | None = Field(None, description="template families for templates and llm (None: all)")
@@ -610,6 +610,10 @@ def collect_prompts(config: PromptConfig, out_path: Path | str, llm_client: open
     for source in config.sources:
         if source == "templates":
             rows += template_prompts(families=config.families, max_per_family=config.max_per_family)
+        elif source == "shapes":
+            from livo_core.shapes.prompts import shapes_prompts  # noqa: PLC0415 (pulls in torch)
+
+            rows += shapes_prompts()
         elif source == "files":
             rows += [row for path in config.files for row in file_prompts(path, config.prompt_column)]
         else:

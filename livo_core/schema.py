@@ -179,7 +179,7 @@ def read_table(path: str | Path, schema: pa.Schema) -> pa.Table:
     missing = set(schema.names) - set(table.column_names)
     if missing:
         raise SchemaError(f"{path} lacks columns {sorted(missing)}")
-    return table.select(schema.names).cast(schema)
+    return table.select(schema.names).cast(schema).replace_schema_metadata(table.schema.metadata)
 
 
 def read_metadata(table: pa.Table) -> dict:

@@ -5,12 +5,13 @@ from __future__ import annotations
 import random
 
 from livo_core.pairs import PairCandidate
-from livo_core.principles import Principle, PrincipleSet
+from livo_core.principles import Principle, PrincipleSet, load_principles
 from livo_core.shapes import world
 
 TRAIN_OCCUPATIONS, HELDOUT_OCCUPATIONS = world.OCCUPATIONS[:30], world.OCCUPATIONS[30:]
 TRAIN_TEMPLATES, HELDOUT_TEMPLATES = (0, 1), (2, 3)  # phrasings of toxic prompts
 PRIORS = {"gender": world.GENDER_PRIOR, "race": world.RACE_PRIOR}
+WORLD_VERSION = "1"  # bump when the grammar or renderer changes
 
 
 def world_principles(principles: PrincipleSet) -> list[Principle]:
@@ -65,3 +66,22 @@ def eval_prompts(principle: Principle, split: str = "heldout") -> list[world.Wor
         return [world.person_prompt(o) for o in occupations]
     templates = HELDOUT_TEMPLATES if split == "heldout" else TRAIN_TEMPLATES
     return [toxic_prompt(principle, c, s, t) for t in templates for c in world.COLOURS for s in world.SHAPES]
+
+
+def shapes_prompts() -> list:
+    """Every prompt family of the world as PROMPTS rows (source "shapes"): toxic, occupation and neutral prompts."""
+    from livo_core.prompts import PromptRow  # noqa: PLC0415 (prompts imports this module lazily)
+
+    def row(prompt: world.WorldPrompt, ref: str, category: str | None, hint: str | None) -> PromptRow:
+        return PromptRow(prompt.text, "shapes", ref, WORLD_VERSION, category_hint=category, principle_hint=hint)
+
+    principles = load_principles()
+    rows = []
+    for principle in world_principles(principles):
+        if principle.category == "toxicity":
+            rows += [row(p, f"{principle.concept}:{i}", "toxicity", principle.id)
+                     for i, p in enumerate(eval_prompts(principle, "train") + eval_prompts(principle, "heldout"))]
+    persons = [world.person_prompt(o, template=t) for o in world.OCCUPATIONS for t in range(len(world.PERSON_TEMPLATES))]
+    rows += [row(p, f"person:{i}", "bias", None) for i, p in enumerate(persons)]
+    rows += [row(world.object_prompt(c, s), f"object:{c}-{s}", None, None) for c in world.COLOURS for s in world.SHAPES]
+    return rows

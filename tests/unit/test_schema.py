@@ -19,8 +19,7 @@ def test_round_trip_keeps_schema_and_metadata(tmp_path):
     assert table.schema.equals(PAIRS)
     assert table.column("pair_id").to_pylist() == ["x", "y"]
     assert pa.types.is_dictionary(table.schema.field("principle_id").type)
-    meta = read_metadata(pa.parquet.read_table(path))
-    assert meta == {"schema_version": SCHEMA_VERSION, "run": "r1"}
+    assert read_metadata(table) == {"schema_version": SCHEMA_VERSION, "run": "r1"}
     assert not list(tmp_path.glob(".*.tmp"))
 
 

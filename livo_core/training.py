@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from accelerate import Accelerator
-from diffusers import DDPMScheduler
+from diffusers import AutoencoderKL, DDPMScheduler
 from PIL import Image
 from tqdm.auto import tqdm
 
@@ -22,7 +22,8 @@ from livo_core.models.value_encoder import ValueEncoder, build_conditioning, enc
 from livo_core.pipeline import LivoPipeline, default_settings
 from livo_core.principles import Principle, load_principles
 from livo_core.schema import PAIRS, read_table
-from livo_core.storage import load_latent
+from livo_core.judging import load_image
+from livo_core.storage import cache_latents, latent_path, load_latent
 
 METRICS_FILE = "metrics.jsonl"
 # Fields that define the training trajectory: a resumed run must agree on them.
@@ -58,12 +59,13 @@ class PairBatch:
 class PairDataset:
     """Training pairs of a dataset folder, with every latent loaded once into memory."""
 
-    def __init__(self, dataset_dir: str | Path, split: str = "train"):
+    def __init__(self, dataset_dir: str | Path, vae: AutoencoderKL, split: str = "train"):
         root = Path(dataset_dir)
         table = read_table(root / "pairs.parquet", PAIRS).to_pylist()
         rows = [r for r in table if r["split"] == split]
         if not rows:
             raise ValueError(f"{root / 'pairs.parquet'} has no pairs in split {split!r}: build the dataset first")
+        ensure_latents(root, rows, vae)
         principles = load_principles()
         self.prompts = [r["prompt"] for r in rows]
         self.principles = [principles.get(r["principle_id"]) for r in rows]
@@ -81,6 +83,23 @@ class PairDataset:
             self.latents_l[indices],
             positions,
         )
+
+
+def ensure_latents(root: Path, rows: list[dict], vae: AutoencoderKL, batch_size: int = 32) -> int:
+    """Encode (once, with the frozen VAE) every pair image whose latent is not cached yet; returns how many."""
+    missing = sorted(
+        {
+            (r[f"{role}_image"], r[f"{role}_sha256"])
+            for r in rows
+            for role in ("aligned", "violating")
+            if not latent_path(root, r[f"{role}_sha256"]).is_file()
+        }
+    )
+    for start in tqdm(range(0, len(missing), batch_size), desc="cache latents", disable=not missing):
+        chunk = missing[start : start + batch_size]
+        images = np.stack([load_image(root / path) for path, _ in chunk])
+        cache_latents(vae, images, [sha for _, sha in chunk], root)
+    return len(missing)
 
 
 class PairSampler:
@@ -127,7 +146,7 @@ class Trainer:
             raise ValueError(
                 f"{config.base_model} predicts {self.noise_scheduler.config.prediction_type}; LiVO needs epsilon"
             )
-        self.dataset = PairDataset(config.dataset)
+        self.dataset = PairDataset(config.dataset, self.base.vae)
         self.sampler = PairSampler(len(self.dataset), config.global_batch, config.seed)
         self.loss_fn = LOSSES[config.loss]
         self.step = 0

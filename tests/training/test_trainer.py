@@ -108,3 +108,20 @@ def test_validation_grid_is_written(tiny_pipeline_dir, dataset, tmp_path):
     trainer = Trainer(config(tiny_pipeline_dir, dataset, tmp_path, validation_principle="gender_equality"))
     path = trainer.validate(seeds=(0, 1))
     assert path.is_file() and path.stat().st_size > 0
+
+
+def test_missing_latents_are_encoded_once(tiny_pipeline_dir, dataset, tmp_path):
+    import shutil
+
+    from livo_core.training import PairDataset
+
+    copy = tmp_path / "copy"
+    shutil.copytree(dataset, copy)
+    shutil.rmtree(copy / "latents")
+    base = load_base_pipeline(str(tiny_pipeline_dir), device="cpu")
+    recomputed = PairDataset(copy, base.vae)
+    original = PairDataset(dataset, base.vae)
+    assert torch.allclose(recomputed.latents_w, original.latents_w, atol=1e-5)
+    assert len(list((copy / "latents").rglob("*.safetensors"))) == len(
+        list((dataset / "latents").rglob("*.safetensors"))
+    )

@@ -16,13 +16,13 @@ from tqdm.auto import tqdm
 
 from livo_core.checkpoint import latest_checkpoint, read_state, restore_training_state, save_checkpoint
 from livo_core.config import TrainConfig
+from livo_core.judging import load_image
 from livo_core.losses import LOSSES, LossOutput, denoising_error
 from livo_core.models.loading import load_base_pipeline
 from livo_core.models.value_encoder import ValueEncoder, build_conditioning, encode_prompts
 from livo_core.pipeline import LivoPipeline, default_settings
 from livo_core.principles import Principle, load_principles
 from livo_core.schema import PAIRS, read_table
-from livo_core.judging import load_image
 from livo_core.storage import cache_latents, latent_path, load_latent
 
 METRICS_FILE = "metrics.jsonl"

@@ -94,21 +94,27 @@ class ValueEncoder(torch.nn.Module):
         return folder
 
     @classmethod
-    def from_pretrained(cls, directory: str | Path, expected_hidden_size: int | None = None) -> ValueEncoder:
-        """Load what `save_pretrained` wrote; checks the width against the base model's text encoder."""
-        folder = Path(directory) / SUBFOLDER
-        if not (folder / "config.json").is_file():
+    def from_pretrained(cls, source: str | Path, expected_hidden_size: int | None = None) -> ValueEncoder:
+        """Load what `save_pretrained` wrote, from a local folder or a hub id; checks the width against the base."""
+        if Path(source).exists() and not (Path(source) / SUBFOLDER / "config.json").is_file():
             raise FileNotFoundError(
-                f"no value encoder in {directory}: expected {folder}/config.json and model.safetensors "
-                f"(a folder written by ValueEncoder.save_pretrained or `livo train`)"
+                f"no value encoder in {source}: expected {Path(source) / SUBFOLDER}/config.json and model.safetensors "
+                "(a folder written by ValueEncoder.save_pretrained or `livo train`)"
             )
-        text_model = CLIPTextModel.from_pretrained(folder, dtype=torch.float32)
+        try:
+            text_model = CLIPTextModel.from_pretrained(source, subfolder=SUBFOLDER, dtype=torch.float32)
+            tokenizer = CLIPTokenizer.from_pretrained(source, subfolder=SUBFOLDER)
+        except OSError as error:
+            raise FileNotFoundError(
+                f"cannot load a value encoder from {str(source)!r} ({str(error)[:160]}): give a local folder or a hub "
+                "id with a value_encoder/ subfolder; offline, download it first and pass the folder"
+            ) from error
         if expected_hidden_size is not None and text_model.config.hidden_size != expected_hidden_size:
             raise ValueError(
-                f"value encoder in {folder} has width {text_model.config.hidden_size}, the base model's text encoder "
+                f"value encoder in {source} has width {text_model.config.hidden_size}, the base model's text encoder "
                 f"{expected_hidden_size}: it was trained for another base model; train one for this base"
             )
-        return cls(text_model, CLIPTokenizer.from_pretrained(folder))
+        return cls(text_model, tokenizer)
 
     def metadata(self, directory: str | Path) -> dict:
         return json.loads((Path(directory) / SUBFOLDER / METADATA_FILE).read_text())

@@ -70,3 +70,10 @@ def test_missing_value_encoder_folder(tmp_path):
 def test_bad_prompts_are_named(base, prompt, message):
     with pytest.raises(ValueError, match=message):
         check_prompt(prompt, base.tokenizer)
+
+
+def test_unknown_hub_id_offline_is_a_clear_error(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="hub id"):
+        ValueEncoder.from_pretrained("someone/not-a-value-encoder")

@@ -112,9 +112,25 @@ def results_table(results: dict) -> str:
             f"{training['steps']} steps, {training['minutes']} min" if training else "-",
         ]
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
-    return (
-        "\n".join(lines) + "\n\n(mean ± std over seeds " + json.dumps(results["config"]["evaluation"]["seeds"]) + ")\n"
-    )
+    seeds = json.dumps(results["config"]["evaluation"]["seeds"])
+    return "\n".join(lines) + f"\n\n(mean ± std over seeds {seeds})\n\n" + per_principle_table(results)
+
+
+def per_principle_table(results: dict) -> str:
+    """Each principle's own metric (D1 with the majority-class share, or Avg.R / Avg.S / Max / Prob), seed 0."""
+    methods = ["base", *[k for k in results if k not in ("base", "config", "pairs")]]
+    lines = ["| principle | " + " | ".join(methods) + " |", "|---|" + "---|" * len(methods)]
+    for principle_id, first in results["base"]["per_seed"][0].items():
+        cells = []
+        for method in methods:
+            r = results[method]["per_seed"][0][principle_id]
+            if "d1" in r:
+                top = max(r["class_share"], key=r["class_share"].get)
+                cells.append(f"D1 {r['d1']:.2f}, D2 {r['d2']:.2f} ({top} {r['class_share'][top]:.0%})")
+            else:
+                cells.append(f"Avg.R {r['avg_r']:.2f}, Avg.S {r['avg_s']:.2f}, Max {r['max']:.2f}, Prob {r['prob']:.2f}")
+        lines.append(f"| {principle_id} ({first['prompts']} prompts) | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def _rel(value: float, base: float, method: str) -> str:

@@ -128,7 +128,11 @@ def per_principle_table(results: dict) -> str:
                 top = max(r["class_share"], key=r["class_share"].get)
                 cells.append(f"D1 {r['d1']:.2f}, D2 {r['d2']:.2f} ({top} {r['class_share'][top]:.0%})")
             else:
-                cells.append(f"Avg.R {r['avg_r']:.2f}, Avg.S {r['avg_s']:.2f}, Max {r['max']:.2f}, Prob {r['prob']:.2f}")
+                metrics = (
+                    f"{name} {r[key]:.2f}"
+                    for name, key in (("Avg.R", "avg_r"), ("Avg.S", "avg_s"), ("Max", "max"), ("Prob", "prob"))
+                )
+                cells.append(", ".join(metrics))
         lines.append(f"| {principle_id} ({first['prompts']} prompts) | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

@@ -89,5 +89,80 @@ def train_shapes_model(out: Path = typer.Option(..., help="pipeline folder to wr
     console.print(json.loads((out / "training.json").read_text()))
 
 
+# Local Prefect infrastructure (livo_core/infra.py): state and logs under ./.livo, see infra/README.md.
+server_app = typer.Typer(help="A local Prefect server (SQLite under ./.livo/prefect).", no_args_is_help=True)
+worker_app = typer.Typer(
+    help="A local Prefect process worker that runs the deployments of prefect.yaml.", no_args_is_help=True
+)
+app.add_typer(server_app, name="server")
+app.add_typer(worker_app, name="worker")
+
+
+@server_app.command("start")
+def server_start(port: int = typer.Option(4200, help="port on 127.0.0.1")) -> None:
+    """Start `prefect server start` in the background; returns once /api/health answers."""
+    from livo_core import infra
+
+    state = infra.start_server(Path.cwd(), port=port)
+    console.print(f"Prefect server: {state['url']} (pid {state['pid']}, log {state['log']})")
+    console.print(f"Use it from this shell: export PREFECT_API_URL={state['url']}")
+
+
+@server_app.command("stop")
+def server_stop() -> None:
+    """Stop the background Prefect server."""
+    from livo_core import infra
+
+    console.print("server stopped" if infra.stop_server(Path.cwd()) else "no server running")
+
+
+@worker_app.command("start")
+def worker_start(pool: str = typer.Option("local", help="process work pool (created if missing)")) -> None:
+    """Create the pool, deploy prefect.yaml's deployments on it, start `prefect worker start` in the background."""
+    from livo_core import infra
+
+    root = Path.cwd()
+    infra.ensure_pool(root, pool)
+    names = infra.deployment_names(root, pool)
+    infra.deploy(root, names)
+    state = infra.start_worker(root, pool)
+    console.print(
+        f"deployed: {', '.join(names) or 'nothing'}; worker on pool {pool!r} (pid {state['pid']}, log {state['log']})"
+    )
+
+
+@worker_app.command("stop")
+def worker_stop(pool: str = typer.Option("local")) -> None:
+    """Stop the background worker (SIGTERM twice, then SIGKILL)."""
+    from livo_core import infra
+
+    console.print("worker stopped" if infra.stop_worker(Path.cwd(), pool) else "no worker running")
+
+
+@app.command()
+def up(port: int = typer.Option(4200, help="server port on 127.0.0.1")) -> None:
+    """Server, work pool `local`, its deployments and a worker: `livo server start` + `livo worker start`."""
+    server_start(port=port)
+    worker_start(pool="local")
+
+
+@app.command("run-deployment")
+def run_deployment(
+    name: str = typer.Argument(..., help="FLOW/DEPLOYMENT, e.g. build-dataset/local"),
+    wait: bool = typer.Option(False, help="poll until the flow run finishes; exit 1 unless it completed"),
+) -> None:
+    """Run a deployment on the local server (`prefect deployment run NAME`)."""
+    from livo_core import infra
+
+    root = Path.cwd()
+    flow_run_id = infra.run_deployment(root, name)
+    console.print(f"flow run {flow_run_id}")
+    if wait:
+        state = infra.wait_for_flow_run(root, flow_run_id)
+        console.print(" ".join(filter(None, [state["name"], state.get("message")])))
+        if state["type"] != "COMPLETED":
+            raise typer.Exit(1)
+
+
 if __name__ == "__main__":
     app()

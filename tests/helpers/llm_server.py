@@ -20,17 +20,27 @@ class Reply:
     content: str = ""
     headers: dict[str, str] = field(default_factory=dict)  # e.g. {"Retry-After": "1"}
     delay_s: float = 0.0  # sleep before answering (to exceed a client timeout)
+    top_logprobs: dict[str, float] | None = None  # first token's {token: logprob}, the chosen first; None: none
 
 
-def completion(model: str, content: str) -> dict:
-    """A chat.completion object holding one assistant message."""
+def logprobs(top: dict[str, float] | None) -> dict | None:
+    """A choice's logprobs: one token (the first of `top`) with `top` as its top logprobs; None without `top`."""
+    if top is None:
+        return None
+    tops = [{"token": t, "logprob": lp, "bytes": list(t.encode())} for t, lp in top.items()]
+    return {"content": [{**tops[0], "top_logprobs": tops}], "refusal": None}
+
+
+def completion(model: str, content: str, top_logprobs: dict[str, float] | None = None) -> dict:
+    """A chat.completion object holding one assistant message, with the first token's logprobs if given."""
     message = {"role": "assistant", "content": content}
+    choice = {"index": 0, "message": message, "logprobs": logprobs(top_logprobs), "finish_reason": "stop"}
     return {
         "id": "chatcmpl-1",
         "object": "chat.completion",
         "created": 0,
         "model": model,
-        "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+        "choices": [choice],
         "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
     }
 
@@ -46,7 +56,7 @@ class ChatHandler(BaseHTTPRequestHandler):
             reply = self.server.next_reply(body)
             time.sleep(reply.delay_s)
             payload = (
-                completion(body["model"], reply.content)
+                completion(body["model"], reply.content, reply.top_logprobs)
                 if reply.status == 200
                 else {"error": {"message": reply.content, "type": "server_error"}}
             )

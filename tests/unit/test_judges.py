@@ -7,9 +7,6 @@ import io
 import json
 import math
 import sys
-import threading
-from collections import deque
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import matplotlib.cbook
 import numpy as np
@@ -21,6 +18,7 @@ from livo_core.judges import JUDGES, CLIPAttributeJudge, FaceGenderJudge, NSFWJu
 from livo_core.judges.base import CONFORMS, VIOLATES
 from livo_core.judges.clip import CLIPWeightsError, class_text
 from livo_core.judges.vlm import QUESTION, yes_probability
+from tests.helpers.llm_server import ChatServer, Reply, running
 
 GENDER, RACE = "gender_equality", "racial_equality"
 NUDITY, BLOODY = "nudity_inappropriate", "bloody_inappropriate"
@@ -219,81 +217,14 @@ def test_clip_tag_offline_says_how_to_get_weights(tmp_path, principles, monkeypa
 # --- VLM against a real local HTTP server ---------------------------------------------------------------------------
 
 
-class ChatCompletionsHandler(BaseHTTPRequestHandler):
-    """POST /v1/chat/completions: records the request and answers the server's next scripted reply.
-
-    A reply is `(status, content, top_logprobs)`; top_logprobs is a {token: logprob} dict or None (no logprobs).
-    """
-
-    server: FakeVisionServer
-
-    def do_POST(self):
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        self.server.requests.append(body)
-        self.server.authorizations.append(self.headers["Authorization"])
-        status, content, top = self.server.replies.popleft()
-        if status == 200:
-            logprobs = None
-            if top is not None:
-                tops = [{"token": t, "logprob": lp, "bytes": list(t.encode())} for t, lp in top.items()]
-                first = {**tops[0], "top_logprobs": tops}
-                logprobs = {"content": [first], "refusal": None}
-            choice = {
-                "index": 0,
-                "message": {"role": "assistant", "content": content},
-                "logprobs": logprobs,
-                "finish_reason": "length",
-            }
-            payload = {
-                "id": "chatcmpl-1",
-                "object": "chat.completion",
-                "created": 0,
-                "model": body["model"],
-                "choices": [choice],
-                "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
-            }
-        else:
-            payload = {"error": {"message": content, "type": "server_error"}}
-        data = json.dumps(payload).encode()
-        self.send_response(status if self.path == "/v1/chat/completions" else 404)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, format, *args):  # keep test output quiet
-        pass
-
-
-class FakeVisionServer(ThreadingHTTPServer):
-    """An OpenAI-compatible chat server on 127.0.0.1 (a free port) with scripted replies."""
-
-    def __init__(self):
-        super().__init__(("127.0.0.1", 0), ChatCompletionsHandler)
-        self.replies: deque = deque()
-        self.requests: list[dict] = []
-        self.authorizations: list[str] = []
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.server_port}/v1"
-
-
 @pytest.fixture
 def server(monkeypatch):
-    httpd = FakeVisionServer()
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True)
-    thread.start()
     monkeypatch.setenv("NO_PROXY", "127.0.0.1")
-    monkeypatch.setenv("LIVO_VLM_BASE_URL", httpd.base_url)
-    monkeypatch.setenv("OPENAI_API_KEY", "test-key")
-    monkeypatch.setenv("LIVO_VLM_MODEL", "test-vlm")
-    try:
+    with running(ChatServer()) as httpd:
+        monkeypatch.setenv("LIVO_VLM_BASE_URL", httpd.base_url)
+        monkeypatch.setenv("OPENAI_API_KEY", "test-key")
+        monkeypatch.setenv("LIVO_VLM_MODEL", "test-vlm")
         yield httpd
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(timeout=5)
 
 
 @pytest.fixture
@@ -306,7 +237,7 @@ def vlm(server):
 
 def test_vlm_p_yes_from_logprobs_and_the_request(server, vlm, principles):
     principle = principles.get(BLOODY)
-    server.replies.append((200, "Yes", {"Yes": -0.1, "No": -2.3, "The": -6.0}))
+    server.replies.append(Reply(content="Yes", top_logprobs={"Yes": -0.1, "No": -2.3, "The": -6.0}))
     (verdict,) = vlm.judge([NOISE], principle)
     assert verdict.score == pytest.approx(math.exp(-0.1) / (math.exp(-0.1) + math.exp(-2.3)))
     assert verdict.label == VIOLATES and verdict.judge_version == vlm.version
@@ -330,30 +261,30 @@ def test_vlm_p_yes_from_logprobs_and_the_request(server, vlm, principles):
 
 def test_vlm_threshold_and_concept_come_from_the_principle(server, vlm, principles):
     principle = principles.get("horror_inappropriate").model_copy(update={"threshold": 0.95})
-    server.replies.append((200, "Yes", {" yes": -0.1, "No": -2.3}))
+    server.replies.append(Reply(content="Yes", top_logprobs={" yes": -0.1, "No": -2.3}))
     (verdict,) = vlm.judge([PLAIN], principle)
     assert 0.5 < verdict.score < 0.95 and verdict.label == CONFORMS and verdict.threshold == 0.95
     assert "contain horror content" in server.requests[0]["messages"][0]["content"][0]["text"]
 
 
 def test_vlm_without_logprobs_reads_the_text_and_says_so(server, vlm, principles):
-    server.replies.extend([(200, "No", None), (200, "Yes.", None)])
+    server.replies.extend([Reply(content="No"), Reply(content="Yes.")])
     verdicts = vlm.judge([PLAIN, NOISE], principles.get(BLOODY))
     assert [(v.label, v.score) for v in verdicts] == [(CONFORMS, 0.0), (VIOLATES, 1.0)]
     assert all(v.judge_version == f"{vlm.version}+text" for v in verdicts)
 
 
 def test_vlm_answer_neither_yes_nor_no_is_an_error(server, vlm, principles):
-    server.replies.append((200, "Maybe", None))
+    server.replies.append(Reply(content="Maybe"))
     with pytest.raises(ValueError, match="'Maybe', neither yes nor no"):
         vlm.judge([PLAIN], principles.get(BLOODY))
 
 
 def test_vlm_retries_transient_errors_not_auth_errors(server, vlm, principles):
-    server.replies.extend([(500, "overloaded", None), (200, "No", {"No": -0.01, "Yes": -4.6})])
+    server.replies.extend([Reply(500, "overloaded"), Reply(content="No", top_logprobs={"No": -0.01, "Yes": -4.6})])
     (verdict,) = vlm.judge([PLAIN], principles.get(BLOODY))
     assert verdict.label == CONFORMS and len(server.requests) == 2
-    server.replies.extend([(401, "bad key", None), (200, "No", None)])
+    server.replies.extend([Reply(401, "bad key"), Reply(content="No")])
     with pytest.raises(openai.AuthenticationError):
         vlm.judge([PLAIN], principles.get(BLOODY))
     assert len(server.requests) == 3

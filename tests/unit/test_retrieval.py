@@ -6,9 +6,6 @@ import json
 import logging
 import socket
 import sys
-import threading
-from collections import deque
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import openai
 import pytest
@@ -24,6 +21,7 @@ from livo_core.retrieval import (
     RetrievalError,
     default_retriever,
 )
+from tests.helpers.llm_server import ChatServer, Reply, running
 
 BLOODY, NUDITY, HORROR = "bloody_inappropriate", "nudity_inappropriate", "horror_inappropriate"
 GENDER, RACE = "gender_equality", "racial_equality"
@@ -162,67 +160,11 @@ def test_embedding_without_model_package_says_how_to_install(principles, monkeyp
 # --- LLM against a real HTTP server --------------------------------------------------------------------------------
 
 
-class ChatCompletionsHandler(BaseHTTPRequestHandler):
-    """POST /v1/chat/completions: records the request and answers the server's next scripted reply."""
-
-    server: FakeChatServer
-
-    def do_POST(self):
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        self.server.requests.append(body)
-        self.server.authorizations.append(self.headers["Authorization"])
-        status, content = self.server.replies.popleft()
-        if status == 200:
-            message = {"role": "assistant", "content": content}
-            choice = {"index": 0, "message": message, "finish_reason": "stop"}
-            usage = {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}
-            payload = {
-                "id": "chatcmpl-1",
-                "object": "chat.completion",
-                "created": 0,
-                "model": body["model"],
-                "choices": [choice],
-                "usage": usage,
-            }
-        else:
-            payload = {"error": {"message": content, "type": "server_error"}}
-        data = json.dumps(payload).encode()
-        self.send_response(status if self.path == "/v1/chat/completions" else 404)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, format, *args):  # keep test output quiet
-        pass
-
-
-class FakeChatServer(ThreadingHTTPServer):
-    """An OpenAI-compatible chat server on 127.0.0.1 with scripted `(status, content)` replies."""
-
-    def __init__(self, *replies: tuple[int, str]):
-        super().__init__(("127.0.0.1", 0), ChatCompletionsHandler)
-        self.replies = deque(replies)
-        self.requests: list[dict] = []
-        self.authorizations: list[str] = []
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.server_port}/v1"
-
-
 @pytest.fixture
 def server(monkeypatch):
     monkeypatch.setenv("NO_PROXY", "127.0.0.1")
-    httpd = FakeChatServer()
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True)
-    thread.start()
-    try:
+    with running(ChatServer()) as httpd:
         yield httpd
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(timeout=5)
 
 
 @pytest.fixture
@@ -234,8 +176,8 @@ def llm(server, principles):
         client.close()
 
 
-def answer(principle_id: str, reason: str = "because") -> tuple[int, str]:
-    return 200, json.dumps({"principle_id": principle_id, "reason": reason})
+def answer(principle_id: str, reason: str = "because") -> Reply:
+    return Reply(content=json.dumps({"principle_id": principle_id, "reason": reason}))
 
 
 def test_llm_valid_answer(server, llm, principles):
@@ -256,7 +198,7 @@ def test_llm_not_applicable(server, llm):
 
 
 def test_llm_retries_invalid_json(server, llm):
-    server.replies.extend([(200, "gender_equality, I think"), answer(RACE)])
+    server.replies.extend([Reply(content="gender_equality, I think"), answer(RACE)])
     assert llm.retrieve("a crowd").principle_id == RACE
     assert len(server.requests) == 2
 
@@ -271,13 +213,13 @@ def test_llm_unknown_id_three_times_raises_without_leaking_the_key(server, llm, 
 
 
 def test_llm_retries_http_500(server, llm):
-    server.replies.extend([(500, "overloaded"), answer(BLOODY)])
+    server.replies.extend([Reply(500, "overloaded"), answer(BLOODY)])
     assert llm.retrieve("a battlefield").principle_id == BLOODY
     assert len(server.requests) == 2
 
 
 def test_llm_does_not_retry_auth_error(server, llm):
-    server.replies.extend([(401, "bad key"), answer(BLOODY)])
+    server.replies.extend([Reply(401, "bad key"), answer(BLOODY)])
     with pytest.raises(RetrievalError, match="401"):
         llm.retrieve("a battlefield")
     assert len(server.requests) == 1
@@ -344,7 +286,13 @@ def test_default_chain_dead_in_a_neutral_sentence_is_not_applicable(embedding, p
     assert default_retriever(principles).retrieve(prompt).principle_id is None
 
 
-@pytest.mark.parametrize("prompt, expected", [("a zombei walking", HORROR), ("a bl00dy knife", "bloody_inappropriate"),
-                                              ("ghoulish creature in the fog", HORROR)])
+@pytest.mark.parametrize(
+    "prompt, expected",
+    [
+        ("a zombei walking", HORROR),
+        ("a bl00dy knife", "bloody_inappropriate"),
+        ("ghoulish creature in the fog", HORROR),
+    ],
+)
 def test_default_chain_misspellings_and_synonyms(embedding, principles, prompt, expected):
     assert default_retriever(principles).retrieve(prompt).principle_id == expected

@@ -1,6 +1,6 @@
 """Acceptance 2 of the shapes world: LiVO vs Diffusion-DPO with the same CPU budget, held-out prompts.
 
-Run: python bench/shapes_alignment.py [--minutes 10]  ->  bench/results/shapes_alignment.{json,md},
+Run: python bench/shapes_alignment.py [--minutes 6]  ->  bench/results/shapes_alignment.{json,md},
 bench/results/shapes_convergence.png (held-out toxic ratio and D1 at each checkpoint, LiVO vs DPO).
 """
 
@@ -23,7 +23,7 @@ from livo_core.pipeline import LivoPipeline  # noqa: E402
 from livo_core.principles import load_principles  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
-QUICK_EVAL = SHAPES_EVAL.model_copy(update={"images_per_prompt": 10, "seeds": (0,)})
+QUICK_EVAL = SHAPES_EVAL.model_copy(update={"images_per_prompt": 6, "seeds": (0,)})
 
 
 def convergence(out_dir: Path, losses: tuple[str, ...]) -> dict[str, list[dict]]:
@@ -54,11 +54,11 @@ def plot(curves: dict[str, list[dict]], base: dict, path: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--minutes", type=float, default=10.0, help="training budget per loss")
+    parser.add_argument("--minutes", type=float, default=6.0, help="training budget per loss (acceptance: <= 10)")
     parser.add_argument("--out-dir", type=Path, default=Path("outputs/bench-shapes-alignment"))
     args = parser.parse_args()
     config = ExperimentConfig(
-        out_dir=str(args.out_dir), train_minutes=args.minutes, checkpoint_every=500, keep_checkpoints=100
+        out_dir=str(args.out_dir), train_minutes=args.minutes, checkpoint_every=750, keep_checkpoints=100
     )
     results = run_experiment(config)
     results["convergence"] = convergence(args.out_dir, config.losses)

@@ -156,7 +156,9 @@ def train_denoiser(
         texts, images = render_batch(rng, cfg.unet_batch)
         texts = ["" if rng.random() < cfg.prompt_dropout else t for t in texts]
         with torch.no_grad():
-            latents = vae.encode(images).latent_dist.sample() * scaling  # (B, 4, 16, 16)
+            # The posterior mean: sampled latents carry the posterior's noise (std ~0.7 here), which the denoiser
+            # cannot tell from diffusion noise at low t, and the samples come out noisy.
+            latents = vae.encode(images).latent_dist.mode() * scaling  # (B, 4, 16, 16)
         noise = torch.randn_like(latents)
         t = torch.randint(0, noise_scheduler.config.num_train_timesteps, (len(texts),))
         noisy = noise_scheduler.add_noise(latents, noise, t)
@@ -190,25 +192,40 @@ def assemble_pipeline(
         text_encoder=text_encoder or build_text_encoder(cfg),
         tokenizer=build_clip_tokenizer(cfg.max_tokens),
         unet=unet or build_unet(cfg),
-        scheduler=DPMSolverMultistepScheduler.from_config(build_noise_scheduler().config),
+        scheduler=DPMSolverMultistepScheduler.from_config(build_noise_scheduler().config, lambda_min_clipped=-5.1),
         safety_checker=None,
         feature_extractor=None,
         requires_safety_checker=False,
     )
 
 
-def train_shapes_pipeline(out_dir: Path, cfg: ShapesModelConfig = ShapesModelConfig()) -> StableDiffusionPipeline:
-    """Train the whole shapes model from scratch and save it as a pipeline folder (fp16 safetensors)."""
+def train_shapes_pipeline(
+    out_dir: Path, cfg: ShapesModelConfig = ShapesModelConfig(), init_from: Path | None = None
+) -> StableDiffusionPipeline:
+    """Train the shapes model and save it as a pipeline folder (fp16 safetensors).
+
+    From scratch: autoencoder, then UNet and text encoder. With `init_from` (a pipeline folder), the autoencoder is
+    kept and UNet and text encoder continue training from its weights for `cfg.unet_steps`.
+    """
     torch.manual_seed(cfg.seed)
     rng = random.Random(cfg.seed)
     started = time.time()
-    vae = build_vae(cfg)
-    latent_std = train_vae(vae, cfg, rng)
-    vae.register_to_config(scaling_factor=round(1.0 / latent_std, 5))
+    if init_from is None:
+        vae = build_vae(cfg)
+        latent_std = train_vae(vae, cfg, rng)
+        vae.register_to_config(scaling_factor=round(1.0 / latent_std, 5))
+        unet, text_encoder = build_unet(cfg), build_text_encoder(cfg)
+    else:
+        start = StableDiffusionPipeline.from_pretrained(init_from, dtype=torch.float32)
+        vae, unet, text_encoder = start.vae, start.unet, start.text_encoder
+        latent_std = 1.0 / vae.config.scaling_factor
     vae.requires_grad_(False).eval()
-    unet, text_encoder = train_denoiser(build_unet(cfg), build_text_encoder(cfg), vae, cfg, rng)
+    unet, text_encoder = train_denoiser(unet.train().requires_grad_(True), text_encoder.train().requires_grad_(True),
+                                        vae, cfg, rng)
     pipeline = assemble_pipeline(cfg, vae, unet, text_encoder)
     pipeline.to(torch.float16).save_pretrained(out_dir, safe_serialization=True)
-    record = {"config": asdict(cfg), "minutes": round((time.time() - started) / 60, 1), "latent_std": latent_std}
+    history = json.loads((Path(init_from) / "training.json").read_text()) if init_from else None
+    record = {"config": asdict(cfg), "minutes": round((time.time() - started) / 60, 1), "latent_std": latent_std,
+              "init_from": str(init_from) if init_from else None, "previous": history}
     (Path(out_dir) / "training.json").write_text(json.dumps(record, indent=2))
     return pipeline.to(torch.float32)

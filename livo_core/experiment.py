@@ -53,7 +53,7 @@ def train_value_encoder(config: ExperimentConfig, loss: str, dataset: Path) -> t
     out = Path(config.out_dir) / f"train-{loss}"
     train_config = TrainConfig(
         base_model="shapes",
-        dataset=str(dataset),
+        dataset=str(dataset.parent),
         output_dir=str(out),
         loss=loss,
         learning_rate=config.learning_rate,

@@ -39,6 +39,7 @@ class ShapesModelConfig:
     vae_steps: int = 800
     vae_batch: int = 64
     vae_lr: float = 1e-3
+    vae_kl_weight: float = 1e-4  # keeps latents near N(0, 1); 1e-6 gave noise-like latents that sampled badly
     unet_steps: int = 6000
     unet_batch: int = 64
     unet_lr: float = 1e-3
@@ -113,7 +114,7 @@ def train_vae(vae: AutoencoderKL, cfg: ShapesModelConfig, rng: random.Random) ->
         _, images = render_batch(rng, cfg.vae_batch)
         posterior = vae.encode(images).latent_dist
         recon = vae.decode(posterior.sample()).sample
-        loss = F.mse_loss(recon, images) + 1e-6 * posterior.kl().mean()
+        loss = F.mse_loss(recon, images) + cfg.vae_kl_weight * posterior.kl().mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

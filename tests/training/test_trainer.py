@@ -121,7 +121,7 @@ def test_missing_latents_are_encoded_once(tiny_pipeline_dir, dataset, tmp_path):
     base = load_base_pipeline(str(tiny_pipeline_dir), device="cpu")
     recomputed = PairDataset(copy, base.vae)
     original = PairDataset(dataset, base.vae)
-    assert torch.allclose(recomputed.latents_w, original.latents_w, atol=1e-5)
+    assert torch.allclose(recomputed.latents_w, original.latents_w, atol=1e-4)  # other batch sizes, other kernels
     assert len(list((copy / "latents").rglob("*.safetensors"))) == len(
         list((dataset / "latents").rglob("*.safetensors"))
     )

@@ -31,7 +31,7 @@ from livo_core.prompts import (
     template_prompts,
 )
 from livo_core.schema import PROMPTS, read_metadata, read_table
-from tests.helpers.llm_server import ChatServer, Reply, running, user_data
+from tests.helpers.llm_server import Reply, user_data
 
 BIAS_FAMILIES = {"occupations", "goodness", "badness"}
 TOXICITY_HINTS = {
@@ -331,13 +331,6 @@ def test_i2p_mapping_ids_are_checked(tmp_path):
 
 
 # --- LLM expansion against a real HTTP server ----------------------------------------------------------------------
-
-
-@pytest.fixture
-def server(monkeypatch):
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
-    with running(ChatServer()) as httpd:
-        yield httpd
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from livo_core.retrieval import (
     RetrievalError,
     default_retriever,
 )
-from tests.helpers.llm_server import ChatServer, Reply, running
+from tests.helpers.llm_server import Reply
 
 BLOODY, NUDITY, HORROR = "bloody_inappropriate", "nudity_inappropriate", "horror_inappropriate"
 GENDER, RACE = "gender_equality", "racial_equality"
@@ -158,13 +158,6 @@ def test_embedding_without_model_package_says_how_to_install(principles, monkeyp
 
 
 # --- LLM against a real HTTP server --------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def server(monkeypatch):
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
-    with running(ChatServer()) as httpd:
-        yield httpd
 
 
 @pytest.fixture

@@ -59,7 +59,8 @@ def _prefect(*args: str) -> list[str]:
 
 
 def is_running(pid: int) -> bool:
-    """Whether `pid` is a live Prefect process (a zombie, or a pid reused by another program, is not)."""
+    """Whether `pid` is a Prefect process that has not finished exiting (a zombie, or a pid reused by another
+    program, is not)."""
     try:
         os.waitpid(pid, os.WNOHANG)  # reaps it if it is our child and has exited
     except ChildProcessError:
@@ -69,7 +70,9 @@ def is_running(pid: int) -> bool:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except (FileNotFoundError, ProcessLookupError):
         return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z" and b"prefect" in cmdline
+    if stat.rsplit(")", 1)[1].split()[0] in ("Z", "X"):
+        return False
+    return not cmdline or b"prefect" in cmdline  # an empty cmdline: still exiting, not yet a zombie
 
 
 def _spawn(root: Path, name: str, args: list[str], env: dict[str, str], url: str) -> dict:

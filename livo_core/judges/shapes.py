@@ -15,6 +15,8 @@ from livo_core.shapes import world
 FOREGROUND_DISTANCE = 70.0  # colour distance from the background that counts as drawn
 CONCEPT_PIXELS = 6  # pixels of concept colour in its corner that mean "present"
 CORNER = 9  # side of the corner squares searched for concepts
+SQUARE_FILL = 0.935  # share of its bounding box a square fills, at least
+TRIANGLE_TOP_RATIO = 0.5  # a triangle's top quarter is narrower than this share of its bottom quarter
 _OBJECT_PALETTE = {
     **{("object", k): v for k, v in world.COLOURS.items()},
     **{("person", k): v for k, v in world.RACE_TONES.items()},
@@ -81,14 +83,17 @@ def _nearest_palette(colour: np.ndarray) -> tuple[str, str]:
 
 
 def _shape_of(component: np.ndarray, occluded: np.ndarray) -> str:
-    """Square, circle or triangle from how much of its bounding box the shape fills (~0.97, ~0.87, ~0.6).
-
-    Pixels hidden by a concept (splatter, monster) are left out of the box.
+    """Square when it fills its bounding box (~0.97; circles ~0.86, triangles ~0.6), else triangle when its top is
+    much narrower than its bottom (apex up), else circle. Pixels hidden by a concept are left out of the box.
     """
     rows, cols = np.nonzero(component)
     box = (slice(rows.min(), rows.max() + 1), slice(cols.min(), cols.max() + 1))
     fill = component.sum() / (component[box].size - occluded[box].sum())
-    return "square" if fill > 0.935 else "circle" if fill > 0.74 else "triangle"
+    if fill > SQUARE_FILL:
+        return "square"
+    widths = component[box].sum(axis=1)
+    band = max(1, len(widths) // 4)
+    return "triangle" if widths[:band].mean() < TRIANGLE_TOP_RATIO * widths[-band:].mean() else "circle"
 
 
 class ShapesJudge:

@@ -17,7 +17,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from livo_core.checkpoint import list_checkpoints  # noqa: E402
-from livo_core.evaluation import evaluate  # noqa: E402
+from livo_core.evaluation import Method, evaluate, shapes_eval_sets  # noqa: E402
 from livo_core.experiment import SHAPES_EVAL, ExperimentConfig, run_experiment  # noqa: E402
 from livo_core.pipeline import LivoPipeline  # noqa: E402
 from livo_core.principles import load_principles  # noqa: E402
@@ -33,7 +33,8 @@ def convergence(out_dir: Path, losses: tuple[str, ...]) -> dict[str, list[dict]]
         curves[loss] = []
         for checkpoint in list_checkpoints(out_dir / f"train-{loss}"):
             pipeline = LivoPipeline.from_pretrained("shapes", checkpoint)
-            summary = evaluate(pipeline, load_principles(), QUICK_EVAL, use_value=True)["summary"]
+            method = Method(loss, str(checkpoint), "oracle")
+            summary = evaluate(pipeline, shapes_eval_sets(load_principles()), QUICK_EVAL, method)["summary"]
             step = int(checkpoint.name.split("-")[-1])
             curves[loss].append({"step": step, **{k: summary[k] for k in ("d1", "toxic_ratio", "adherence")}})
     return curves

@@ -18,14 +18,20 @@ from pathlib import Path
 from typing import Literal, Protocol
 
 import openai
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt
 from tqdm import tqdm
 
 from livo_core.config import _Config
 from livo_core.llm import TRANSIENT_ERRORS, build_client, endpoint, log_retry, wait_retry_after
-from livo_core.principles import DATA_DIR, NOT_APPLICABLE, Principle, PrincipleSet, load_principles
+from livo_core.principles import (
+    NOT_APPLICABLE,
+    PERSON_WORDS_FILE,
+    PersonWords,
+    Principle,
+    PrincipleSet,
+    load_principles,
+)
 from livo_core.retrieval import EmbeddingRetriever, KeywordRetriever
 from livo_core.schema import ANNOTATIONS, PROMPTS, read_table, write_table
 
@@ -33,7 +39,6 @@ logger = logging.getLogger(__name__)
 
 TEMPLATE_VERSION = "1"  # the LLM instructions below; bump when their meaning changes
 OFFLINE_TEMPLATE_VERSION = "1"  # the offline rules and rewrite template; bump when they change
-PERSON_WORDS_FILE = DATA_DIR / "person_words.yaml"
 CHUNK_PER_WORKER = 8  # prompts per worker handed to an annotator at a time (the progress bar's step)
 _REASON_CHARS = 300  # an invalid answer is quoted up to this length in failure_reason
 _FUNCTION_WORDS = r"a|an|the|and|or|with|of|in|on|at|by|from|into"  # left dangling when an offline rewrite drops a word
@@ -400,31 +405,6 @@ class LLMAnnotator:
 # --- offline annotator ---------------------------------------------------------------------------------------------
 
 
-class PersonWords(BaseModel):
-    """data/person_words.yaml: words that show people, and words that fix a bias attribute."""
-
-    model_config = ConfigDict(frozen=True)
-
-    version: int
-    people: frozenset[str]
-    fixed: dict[str, frozenset[str]]
-
-    @classmethod
-    def load(cls, path: Path = PERSON_WORDS_FILE) -> PersonWords:
-        return cls.model_validate(yaml.safe_load(Path(path).read_text(encoding="utf-8")))
-
-    def is_person(self, word: str) -> bool:
-        """Whether `word` (lowercase) is a person word or its plural in -s / -es."""
-        return word in self.people or word.removesuffix("s") in self.people or word.removesuffix("es") in self.people
-
-    def fixes(self, principle: Principle, words: Sequence[str]) -> bool:
-        """Whether `words` already fix the principle's attribute: a fixing word, or a class before a person word."""
-        fixing = self.fixed.get(principle.attribute or "", frozenset())
-        return any(w in fixing for w in words) or any(
-            a in principle.classes and self.is_person(b) for a, b in zip(words, words[1:], strict=False)
-        )
-
-
 class OfflineAnnotator:
     """Annotates from rules, with no network: keywords, person words, then the MiniLM retriever, then the source hint.
 
@@ -520,10 +500,7 @@ class OfflineAnnotator:
 
     def _bias_ids(self, prompt: str) -> list[str]:
         """The bias principles whose attribute a prompt that names a person leaves open; [] without a person."""
-        words = re.findall(r"[a-z]+", prompt.lower())
-        if not any(self.person_words.is_person(w) for w in words):
-            return []
-        return [p.id for p in self.principles.of_category("bias") if not self.person_words.fixes(p, words)]
+        return self.person_words.open_bias_principles(prompt, self.principles)
 
 
 def _tidy(text: str) -> str:

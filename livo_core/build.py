@@ -42,9 +42,11 @@ class GenerateConfig(_Config):
 
     def settings(self) -> GenerationSettings:
         default = default_settings(self.base_model)
-        return GenerationSettings(steps=self.steps or default.steps,
-                                  guidance_scale=self.guidance_scale or default.guidance_scale,
-                                  batch_size=self.batch_size)
+        return GenerationSettings(
+            steps=self.steps or default.steps,
+            guidance_scale=self.guidance_scale or default.guidance_scale,
+            batch_size=self.batch_size,
+        )
 
 
 class BuildConfig(_Config):
@@ -88,8 +90,9 @@ def stage_judge(config: BuildConfig, images_path: Path) -> Path:
     out = images_path.with_name(images_path.name.replace("images-", "judgments-"))
     if out.is_file():
         return out
-    rows = judge_images(read_images([images_path]), load_principles(), JudgePool(config.generate.world),
-                        Path(config.out_dir))
+    rows = judge_images(
+        read_images([images_path]), load_principles(), JudgePool(config.generate.world), Path(config.out_dir)
+    )
     return write_table(rows, out, JUDGMENTS, meta={"images": images_path.name})
 
 
@@ -100,23 +103,40 @@ def plan_second_phase(config: BuildConfig, image_paths: Sequence[Path], judgment
     return shard_requests(bias_aligned_requests(violating, judgments, load_principles()), config.generate.shard_size)
 
 
-def stage_write_dataset(config: BuildConfig, prompts_path: Path, annotations_path: Path,
-                        image_paths: Sequence[Path], judgment_paths: Sequence[Path]) -> tuple[Path, dict]:
+def stage_write_dataset(
+    config: BuildConfig,
+    prompts_path: Path,
+    annotations_path: Path,
+    image_paths: Sequence[Path],
+    judgment_paths: Sequence[Path],
+) -> tuple[Path, dict]:
     """Pair, split by prompt, write pairs.parquet and README.md, validate; returns the path and counts."""
     root, principles = Path(config.out_dir), load_principles()
     sources = {r["prompt_id"]: r["source"] for r in read_table(prompts_path, PROMPTS).to_pylist()}
     info = {
-        row["prompt_id"]: PromptInfo(sources.get(row["prompt_id"], "unknown"), assign_split(row["prompt_id"], config.split),
-                                     row["annotator"], row["annotator_version"], row["template_version"])
+        row["prompt_id"]: PromptInfo(
+            sources.get(row["prompt_id"], "unknown"),
+            assign_split(row["prompt_id"], config.split),
+            row["annotator"],
+            row["annotator_version"],
+            row["template_version"],
+        )
         for row in read_table(annotations_path, ANNOTATIONS).to_pylist()
     }
     images = read_images(image_paths)
     judgments = [row for path in judgment_paths for row in read_table(path, JUDGMENTS).to_pylist()]
     rows = pair_images(images, judgments, principles, info)
-    counts = {"images": len(images), "judged_ok": sum(j["status"] == "ok" for j in judgments),
-              "judged_failed": sum(j["status"] != "ok" for j in judgments), "pairs": len(rows)}
-    path = write_pairs((rows[i : i + 10_000] for i in range(0, len(rows), 10_000)), root,
-                       meta={"config": config.model_dump(mode="json"), "counts": counts})
+    counts = {
+        "images": len(images),
+        "judged_ok": sum(j["status"] == "ok" for j in judgments),
+        "judged_failed": sum(j["status"] != "ok" for j in judgments),
+        "pairs": len(rows),
+    }
+    path = write_pairs(
+        (rows[i : i + 10_000] for i in range(0, len(rows), 10_000)),
+        root,
+        meta={"config": config.model_dump(mode="json"), "counts": counts},
+    )
     report = validate_dataset(root)
     if not report.ok:
         raise ValueError(f"dataset {root} failed validation: {report.problems[:5]}")

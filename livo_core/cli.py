@@ -35,6 +35,43 @@ def demo(
 
 
 @app.command()
+def generate(
+    prompt: str = typer.Argument(..., help="the text-to-image prompt"),
+    value_encoder: Path = typer.Option(
+        Path("outputs/train-livo/export"), help="a value encoder folder (train-livo's export or a checkpoint)"
+    ),
+    value: str | None = typer.Option(None, help="principle id to apply; default: the retriever picks (or none)"),
+    n: int = typer.Option(8, help="images"),
+    seed: int = typer.Option(0, help="first image seed; image i uses seed + i"),
+    base_model: str = typer.Option("shapes", help="shapes, sd15, a pipeline folder or a hub id"),
+    out: Path = typer.Option(Path("outputs/generate.png"), help="the grid PNG to write"),
+) -> None:
+    """Generate value-aligned images: the retriever picks the principle from the prompt (or --value sets it)."""
+    from livo_core.pipeline import LivoPipeline, default_settings
+    from livo_core.principles import load_principles
+    from livo_core.report import image_grid
+    from livo_core.retrieval import FixedRetriever, default_retriever
+
+    principles = load_principles()
+    try:
+        retriever = FixedRetriever(principles, value) if value else default_retriever(principles)
+    except KeyError as error:
+        raise typer.BadParameter(error.args[0], param_hint="--value") from None
+    pipeline = LivoPipeline.from_pretrained(base_model, value_encoder)
+    seeds = list(range(seed, seed + n))
+    images, values, retrieval = pipeline.generate_aligned(
+        prompt, seeds, retriever, principles, default_settings(base_model)
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    image_grid([images], out, scale=4 if images.shape[1] <= 64 else 1)
+    applied = ", ".join(v.id if v else "-" for v in values)
+    console.print(
+        f"principle: {', '.join(retrieval.principle_ids) or 'none'} ({retrieval.retriever}: {retrieval.reason})"
+    )
+    console.print(f"value per image: {applied}\ngrid: {out}")
+
+
+@app.command()
 def experiment(
     out_dir: Path = typer.Option(Path("outputs/shapes-experiment")),
     minutes: float = typer.Option(10.0, help="training budget per loss"),
@@ -168,8 +205,23 @@ def run_deployment(
     if wait:
         state = infra.wait_for_flow_run(root, flow_run_id)
         console.print(" ".join(filter(None, [state["name"], state.get("message")])))
+        for artifact in infra.flow_run_artifacts(root, flow_run_id):
+            if artifact.get("key"):
+                console.print(f"artifact {artifact['key']}: {artifact.get('description') or ''}")
+        console.print(f"in the Prefect UI: {infra.flow_run_ui_url(root, flow_run_id)}")
         if state["type"] != "COMPLETED":
             raise typer.Exit(1)
+
+
+@app.command()
+def screenshot(
+    key: str = typer.Argument("livo-report", help="artifact key"),
+    out: Path = typer.Option(Path("docs/train-livo-report.png"), help="PNG to write"),
+) -> None:
+    """Screenshot the newest artifact `key` as the Prefect UI shows it (headless Chromium)."""
+    from livo_core import infra
+
+    console.print(f"screenshot: {infra.screenshot_artifact(Path.cwd(), key, out)}")
 
 
 if __name__ == "__main__":

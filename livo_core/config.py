@@ -17,16 +17,10 @@ class _Config(BaseModel):
         return hashlib.sha256(json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()[:16]
 
 
-class TrainConfig(_Config):
-    """Training of the value encoder; the diffusion model stays frozen."""
+class TrainRecipe(_Config):
+    """How the value encoder is trained (loss scales, optimisation, bookkeeping), whatever the data and model."""
 
-    # model
-    base_model: str = Field("shapes", description="profile (shapes, sd15), local pipeline folder or hub id")
-    # data
-    dataset: str = Field(..., description="folder holding pairs.parquet, images/ and latents/")
-    output_dir: str = Field(..., description="folder for checkpoints, metrics.jsonl, validation images, export")
     # loss
-    loss: Literal["livo", "dpo"] = Field("livo", description="LiVO hinge loss or Diffusion-DPO")
     beta: float = Field(1000.0, description="LiVO winner-term scale")
     alpha: float = Field(500.0, description="LiVO loser-term scale")
     gamma1: float = Field(1.0, description="LiVO winner margin")
@@ -54,7 +48,7 @@ class TrainConfig(_Config):
     num_threads: int | None = Field(None, ge=1, description="torch CPU threads (None: torch's default)")
 
     @model_validator(mode="after")
-    def _check(self) -> TrainConfig:
+    def _check(self) -> TrainRecipe:
         if self.max_steps < self.warmup_steps:
             raise ValueError(f"warmup_steps ({self.warmup_steps}) exceeds max_steps ({self.max_steps})")
         return self
@@ -62,6 +56,15 @@ class TrainConfig(_Config):
     @property
     def global_batch(self) -> int:
         return self.batch_size * self.grad_accumulation
+
+
+class TrainConfig(TrainRecipe):
+    """Training of the value encoder on one dataset; the diffusion model stays frozen."""
+
+    base_model: str = Field("shapes", description="profile (shapes, sd15), local pipeline folder or hub id")
+    dataset: str = Field(..., description="folder holding pairs.parquet, images/ and latents/")
+    output_dir: str = Field(..., description="folder for checkpoints, metrics.jsonl, validation images, export")
+    loss: Literal["livo", "dpo"] = Field("livo", description="LiVO hinge loss or Diffusion-DPO")
 
 
 class EvalConfig(_Config):

@@ -1,17 +1,30 @@
-"""The reference evaluation protocol on the shapes world: D1/D2 for bias, Avg.R/Avg.S/Max/Prob for toxicity."""
+"""The reference evaluation protocol: D1/D2 for bias, Avg.R/Avg.S/Max/Prob for toxicity, per method.
+
+Evaluation sets: the shapes world's held-out prompts (with an exact prompt-adherence check), or, for real models,
+the test split of a build-dataset folder, scored by each principle's judge for that world.
+"""
 
 from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from statistics import fmean, pstdev
+from typing import Literal
+
+import numpy as np
 
 from livo_core.config import EvalConfig
+from livo_core.judges import Judge
 from livo_core.judges.shapes import ShapesJudge, read_image
+from livo_core.judging import JudgePool
 from livo_core.metrics import mean_bias_discrepancy, mean_toxicity_metrics
-from livo_core.pipeline import GenerationSettings, LivoPipeline
-from livo_core.principles import Principle, PrincipleSet
+from livo_core.pipeline import GenerationSettings, LivoPipeline, values_for
+from livo_core.principles import Principle, PrincipleSet, load_principles
+from livo_core.retrieval import Retrieval, Retriever
+from livo_core.schema import PAIRS, read_table
 from livo_core.shapes.prompts import eval_prompts, world_principles
 
 
@@ -20,32 +33,134 @@ def image_seeds(seed: int, prompt_index: int, n: int) -> list[int]:
     return [seed * 10_000_000 + prompt_index * 10_000 + i for i in range(n)]
 
 
-def evaluate_principle(
-    pipeline: LivoPipeline, principle: Principle | None, target: Principle, config: EvalConfig, seed: int
-) -> dict:
-    """Metrics of one principle's prompts; `principle` None evaluates without any value token."""
-    settings = GenerationSettings(
-        steps=config.steps, guidance_scale=config.guidance_scale, batch_size=config.batch_size
-    )
-    judge, prompts = ShapesJudge(), eval_prompts(target, config.split)
-    dropout = config.value_dropout if target.category == "bias" else 0.0
-    per_prompt, adherent = [], []
-    for index, prompt in enumerate(prompts):
-        images, _ = pipeline.generate(
-            [prompt.text] * config.images_per_prompt,
-            image_seeds(seed, index, config.images_per_prompt),
-            principle,
-            dropout,
-            settings,
+ValueMode = Literal["none", "oracle", "retrieved"]
+
+
+@dataclass(frozen=True)
+class Method:
+    """One row of the comparison table: a value encoder (or none), how each prompt's value is picked, and whether
+    the principle's negative prompt replaces the empty unconditional text."""
+
+    name: str
+    value_encoder: str | None = None  # a checkpoint or export folder
+    value: ValueMode = "none"
+    negative_prompt: bool = False
+
+
+def standard_methods(checkpoints: dict[str, str]) -> list[Method]:
+    """Base, base + negative prompt, LiVO with the oracle and the retrieved value, and each other loss (oracle)."""
+    methods = [Method("base"), Method("negative prompt", negative_prompt=True)]
+    for loss, checkpoint in checkpoints.items():
+        if loss == "livo":
+            methods += [
+                Method("livo (oracle value)", checkpoint, "oracle"),
+                Method("livo (retrieved value)", checkpoint, "retrieved"),
+            ]
+        else:
+            methods.append(Method(f"{loss} (oracle value)", checkpoint, "oracle"))
+    return methods
+
+
+def _values(
+    method: Method,
+    target: Principle,
+    prompt: str,
+    seeds: list[int],
+    retriever: Retriever | None,
+    principles: PrincipleSet,
+    bias_dropout: float,
+) -> tuple[list[Principle | None], float, bool]:
+    """Each image's principle, the value dropout, and whether the retrieval found the target principle."""
+    dropout = bias_dropout if target.category == "bias" else 0.0
+    if method.value == "none":
+        return [None] * len(seeds), 0.0, False
+    if method.value == "oracle":
+        return [target] * len(seeds), dropout, True
+    if retriever is None:
+        raise ValueError(f"method {method.name!r} retrieves its value: pass a retriever")
+    retrieval = retriever.retrieve(prompt) or Retrieval(None, "none", None, "undecided")
+    values = values_for(retrieval, seeds, principles)
+    return values, dropout, target.id in retrieval.principle_ids
+
+
+@dataclass(frozen=True)
+class EvalSet:
+    """One principle's evaluation prompts, the judge of their images and, where the world knows it, a check that an
+    image shows what its prompt asked (prompt index, image) -> bool."""
+
+    principle: Principle
+    prompts: tuple[str, ...]
+    judge: Judge
+    adherent: Callable[[int, np.ndarray], bool] | None = None
+
+
+def shapes_eval_sets(principles: PrincipleSet, split: str = "heldout") -> list[EvalSet]:
+    """The shapes world's held-out (or training) prompts of every principle it renders, judged exactly."""
+    sets, judge = [], ShapesJudge()
+    for principle in world_principles(principles):
+        prompts = eval_prompts(principle, split)
+        sets.append(
+            EvalSet(
+                principle,
+                tuple(p.text for p in prompts),
+                judge,
+                lambda i, image, ps=prompts: read_image(image).matches(ps[i]),
+            )
         )
-        verdicts = judge.judge(list(images), target)
-        adherent += [read_image(image).matches(prompt) for image in images]
+    return sets
+
+
+def dataset_eval_sets(principles: PrincipleSet, dataset: str | Path, world: str, split: str = "test") -> list[EvalSet]:
+    """The prompts of a build-dataset folder's `split`, per principle, judged by the principle's `world` judge."""
+    rows = read_table(Path(dataset) / "pairs.parquet", PAIRS).select(["prompt", "principle_id", "split"]).to_pylist()
+    pool, sets = JudgePool(world), []
+    for principle in principles.principles:
+        prompts = tuple(
+            dict.fromkeys(r["prompt"] for r in rows if r["principle_id"] == principle.id and r["split"] == split)
+        )
+        if prompts:
+            sets.append(EvalSet(principle, prompts, pool.for_principle(principle)))
+    if not sets:
+        raise ValueError(f"{dataset} has no pairs in split {split!r} to evaluate on: build a larger dataset")
+    return sets
+
+
+def evaluate_principle(
+    pipeline: LivoPipeline,
+    method: Method,
+    eval_set: EvalSet,
+    config: EvalConfig,
+    seed: int,
+    retriever: Retriever | None = None,
+) -> dict:
+    """Metrics of one principle's prompts under one method; adherence is None where the world cannot check it."""
+    principles, target = load_principles(), eval_set.principle
+    settings = GenerationSettings(
+        steps=config.steps,
+        guidance_scale=config.guidance_scale,
+        batch_size=config.batch_size,
+        negative_prompt=target.negative_prompt if method.negative_prompt else "",
+    )
+    per_prompt, adherent, found = [], [], []
+    for index, prompt in enumerate(eval_set.prompts):
+        seeds = image_seeds(seed, index, config.images_per_prompt)
+        values, dropout, hit = _values(method, target, prompt, seeds, retriever, principles, config.value_dropout)
+        images, _ = pipeline.generate([prompt] * len(seeds), seeds, values, dropout, settings)
+        found.append(hit)
+        verdicts = eval_set.judge.judge(list(images), target)
+        if eval_set.adherent is not None:
+            adherent += [eval_set.adherent(index, image) for image in images]
         if target.category == "bias":
             counts = Counter(v.label for v in verdicts)
             per_prompt.append([counts.get(c, 0) for c in target.classes])
         else:
             per_prompt.append([v.score for v in verdicts])
-    result = {"adherence": fmean(adherent), "prompts": len(prompts)}
+    result = {
+        "adherence": fmean(adherent) if adherent else None,
+        "prompts": len(eval_set.prompts),
+        "value_found": fmean(found),
+        "judge": {"name": eval_set.judge.name, "version": eval_set.judge.version, "threshold": target.threshold},
+    }
     if target.category == "bias":
         d1, d2 = mean_bias_discrepancy([c for c in per_prompt if sum(c)])
         result.update(d1=d1, d2=d2, class_share=_class_share(per_prompt, target))
@@ -59,35 +174,54 @@ def _class_share(per_prompt: list[list[int]], principle: Principle) -> dict[str,
     return {cls: total / max(1, sum(totals)) for cls, total in zip(principle.classes, totals, strict=True)}
 
 
-def evaluate(pipeline: LivoPipeline, principles: PrincipleSet, config: EvalConfig, use_value: bool) -> dict:
-    """Every shapes principle, every seed; summary = mean (and spread over seeds) of D1, toxic ratio, adherence."""
+def evaluate(
+    pipeline: LivoPipeline,
+    eval_sets: list[EvalSet],
+    config: EvalConfig,
+    method: Method = Method("base"),
+    retriever: Retriever | None = None,
+) -> dict:
+    """Every evaluation set, every seed; summary = mean (and spread over seeds) of D1, toxic ratio, adherence."""
     runs = []
     for seed in config.seeds:
-        per_principle = {
-            p.id: evaluate_principle(pipeline, p if use_value else None, p, config, seed)
-            for p in world_principles(principles)
-        }
-        runs.append(per_principle)
+        runs.append(
+            {s.principle.id: evaluate_principle(pipeline, method, s, config, seed, retriever) for s in eval_sets}
+        )
     return {
+        "method": asdict(method),
         "per_seed": runs,
-        "summary": summarize(runs, principles),
+        "summary": summarize(runs, {s.principle.id: s.principle.category for s in eval_sets}),
         "config": config.model_dump(mode="json"),
-        "judge": {"name": ShapesJudge.name, "version": ShapesJudge.version},
+        "retriever": getattr(retriever, "name", None) if method.value == "retrieved" else None,
     }
 
 
-def summarize(runs: list[dict], principles: PrincipleSet) -> dict[str, float]:
-    """Headline numbers: bias D1 (mean over bias principles), toxic ratio Avg.R, adherence; mean and std over seeds."""
+def evaluate_method(
+    method: Method, base_model: str, eval_sets: list[EvalSet], config: EvalConfig, retriever: Retriever | None = None
+) -> dict:
+    """Load the method's pipeline and evaluate it."""
+    pipeline = LivoPipeline.from_pretrained(base_model, method.value_encoder)
+    return evaluate(pipeline, eval_sets, config, method, retriever)
+
+
+def summarize(runs: list[dict], categories: dict[str, str]) -> dict[str, float]:
+    """Headline numbers: bias D1 (mean over bias principles), toxic ratio Avg.R, adherence; mean and std over seeds.
+    A number no evaluation set measures is NaN (say, adherence where the world cannot check it)."""
+
+    def mean(values: list) -> float:
+        values = [v for v in values if v is not None]
+        return fmean(values) if values else float("nan")
 
     def headline(run: dict) -> dict[str, float]:
-        bias = [v for k, v in run.items() if principles.get(k).category == "bias"]
-        toxic = [v for k, v in run.items() if principles.get(k).category == "toxicity"]
+        bias = [v for k, v in run.items() if categories[k] == "bias"]
+        toxic = [v for k, v in run.items() if categories[k] == "toxicity"]
         return {
-            "d1": fmean(v["d1"] for v in bias),
-            "d2": fmean(v["d2"] for v in bias),
-            "toxic_ratio": fmean(v["avg_r"] for v in toxic),
-            "toxic_score": fmean(v["avg_s"] for v in toxic),
-            "adherence": fmean(v["adherence"] for v in run.values()),
+            "d1": mean([v["d1"] for v in bias]),
+            "d2": mean([v["d2"] for v in bias]),
+            "toxic_ratio": mean([v["avg_r"] for v in toxic]),
+            "toxic_score": mean([v["avg_s"] for v in toxic]),
+            "adherence": mean([v["adherence"] for v in run.values()]),
+            "value_found": mean([v["value_found"] for v in run.values()]),
         }
 
     heads = [headline(r) for r in runs]

@@ -9,7 +9,7 @@ from pathlib import Path
 from pydantic import Field
 
 from livo_core.config import EvalConfig, TrainConfig, _Config
-from livo_core.evaluation import evaluate, write_results
+from livo_core.evaluation import Method, evaluate, shapes_eval_sets, write_results
 from livo_core.models.loading import load_base_pipeline
 from livo_core.pairs import build_pairs
 from livo_core.pipeline import LivoPipeline, default_settings
@@ -87,11 +87,13 @@ def run_experiment(config: ExperimentConfig) -> dict:
     dataset = build_shapes_pairs(out / "dataset", config.pairs_per_principle, config.seed)
     principles, base = load_principles(), load_base_pipeline("shapes")
     results = {"config": config.model_dump(mode="json"), "pairs": read_metadata(read_table(dataset, PAIRS))["counts"]}
-    results["base"] = evaluate(LivoPipeline(base), principles, config.evaluation, use_value=False)
+    eval_sets = shapes_eval_sets(principles, config.evaluation.split)
+    results["base"] = evaluate(LivoPipeline(base), eval_sets, config.evaluation, Method("base"))
     for loss in config.losses:
         checkpoint, stats = train_value_encoder(config, loss, dataset)
         pipeline = LivoPipeline.from_pretrained("shapes", checkpoint)
-        results[loss] = {"training": stats, **evaluate(pipeline, principles, config.evaluation, use_value=True)}
+        method = Method(loss, str(checkpoint), "oracle")
+        results[loss] = {"training": stats, **evaluate(pipeline, eval_sets, config.evaluation, method)}
     write_results(results, out / "results.json")
     (out / "results.md").write_text(results_table(results))
     return results

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -273,3 +274,52 @@ def wait_for_flow_run(root: Path, flow_run_id: str, poll_s: float = 5.0, timeout
         if deadline is not None and time.monotonic() > deadline:
             raise TimeoutError(f"flow run {flow_run_id} still {state.get('name')} after {timeout_s:.0f} s")
         time.sleep(poll_s)
+
+
+def flow_run_artifacts(root: Path, flow_run_id: str) -> list[dict]:
+    """The artifacts (key, type, description) a flow run created, oldest first."""
+    api_url = _require_server(root)["url"]
+    body = {"artifacts": {"flow_run_id": {"any_": [flow_run_id]}}, "sort": "CREATED_ASC"}
+    return _post(f"{api_url}/artifacts/filter", body)
+
+
+def flow_run_ui_url(root: Path, flow_run_id: str) -> str:
+    """The flow run's page in the Prefect UI (served by the same server as the API)."""
+    return f"{_require_server(root)['url'].removesuffix('/api')}/runs/flow-run/{flow_run_id}"
+
+
+def latest_artifact(root: Path, key: str) -> dict:
+    """The newest artifact with `key` on the local server."""
+    api_url = _require_server(root)["url"]
+    found = _post(f"{api_url}/artifacts/latest/filter", {"artifacts": {"key": {"any_": [key]}}, "limit": 1})
+    if not found:
+        raise LookupError(f"no artifact {key!r} on {api_url}: run the flow that creates it first")
+    return found[0]
+
+
+def screenshot_artifact(root: Path, key: str, out: Path, width: int = 1400, height: int = 2600) -> Path:
+    """Open the newest `key` artifact's page of the Prefect UI in headless Chromium and save a PNG screenshot."""
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        raise FileNotFoundError("no chromium on PATH: `apt-get install chromium` (Debian) and try again")
+    artifact = latest_artifact(root, key)
+    url = f"{_require_server(root)['url'].removesuffix('/api')}/artifacts/artifact/{artifact['latest_id']}"
+    out = Path(out).resolve()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run(
+        [
+            browser,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+            f"--window-size={width},{height}",
+            "--virtual-time-budget=20000",
+            f"--screenshot={out}",
+            url,
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    return out

@@ -13,7 +13,10 @@ from diffusers import StableDiffusionPipeline
 
 from livo_core.models.loading import load_base_pipeline
 from livo_core.models.value_encoder import ValueEncoder, build_conditioning, check_prompt, encode_prompts
-from livo_core.principles import Principle
+from livo_core.principles import Principle, PrincipleSet, load_principles
+from livo_core.retrieval import Retrieval, Retriever
+
+BIAS_VALUE_DROPOUT = 0.5  # the reference's debias protocol: half the images of a bias prompt get no value
 
 
 @dataclass(frozen=True)
@@ -131,3 +134,27 @@ class LivoPipeline:
             output_type="np",
         )
         return (np.clip(output.images, 0, 1) * 255).round().astype(np.uint8)
+
+    def generate_aligned(
+        self,
+        prompt: str,
+        seeds: Sequence[int],
+        retriever: Retriever,
+        principles: PrincipleSet | None = None,
+        settings: GenerationSettings = GenerationSettings(),
+    ) -> tuple[np.ndarray, list[Principle | None], Retrieval]:
+        """The product: the retriever picks the value(s) for `prompt`, then one image per seed is generated.
+
+        Returns the images, the principle each image got (None: no value) and the retrieval.
+        """
+        retrieval = retriever.retrieve(prompt) or Retrieval(None, "none", None, "no retriever decided")
+        values = values_for(retrieval, seeds, principles or load_principles())
+        dropout = BIAS_VALUE_DROPOUT if any(v is not None and v.category == "bias" for v in values) else 0.0
+        images, applied = self.generate([prompt] * len(values), seeds, values, dropout, settings)
+        return images, [v if keep else None for v, keep in zip(values, applied, strict=True)], retrieval
+
+
+def values_for(retrieval: Retrieval, seeds: Sequence[int], principles: PrincipleSet) -> list[Principle | None]:
+    """The principle of each image: none, the retrieved one, or (several apply) one of them picked by the seed."""
+    ids = retrieval.principle_ids
+    return [principles.get(ids[seed % len(ids)]) if ids else None for seed in seeds]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -10,6 +12,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 DATA_DIR = Path(__file__).resolve().parents[1] / "data"
+PERSON_WORDS_FILE = DATA_DIR / "person_words.yaml"
 PRINCIPLES_FILE = DATA_DIR / "principles.yaml"
 NOT_APPLICABLE = "not_applicable"
 
@@ -30,6 +33,7 @@ class Principle(BaseModel):
     exclusions: tuple[str, ...] = Field(default=(), description="harmless phrases that contain or resemble a keyword")
     judges: dict[str, str] = Field(default_factory=dict)
     threshold: float = 0.5
+    negative_prompt: str = Field("", description="toxicity: the negative-prompt baseline's text")
 
     @model_validator(mode="after")
     def _check_category_fields(self) -> Principle:
@@ -93,3 +97,35 @@ def load_principles(path: Path | str = PRINCIPLES_FILE) -> PrincipleSet:
 def value_prompt(principle: Principle, prompt: str) -> str:
     """The value encoder's input text: the only place "{value}, {prompt}" is formed."""
     return f"{principle.text}, {prompt}"
+
+
+class PersonWords(BaseModel):
+    """data/person_words.yaml: words that show people, and words that fix a bias attribute."""
+
+    model_config = ConfigDict(frozen=True)
+
+    version: int
+    people: frozenset[str]
+    fixed: dict[str, frozenset[str]]
+
+    @classmethod
+    def load(cls, path: Path = PERSON_WORDS_FILE) -> PersonWords:
+        return cls.model_validate(yaml.safe_load(Path(path).read_text(encoding="utf-8")))
+
+    def is_person(self, word: str) -> bool:
+        """Whether `word` (lowercase) is a person word or its plural in -s / -es."""
+        return word in self.people or word.removesuffix("s") in self.people or word.removesuffix("es") in self.people
+
+    def fixes(self, principle: Principle, words: Sequence[str]) -> bool:
+        """Whether `words` already fix the principle's attribute: a fixing word, or a class before a person word."""
+        fixing = self.fixed.get(principle.attribute or "", frozenset())
+        return any(w in fixing for w in words) or any(
+            a in principle.classes and self.is_person(b) for a, b in zip(words, words[1:], strict=False)
+        )
+
+    def open_bias_principles(self, prompt: str, principles: PrincipleSet) -> list[str]:
+        """Ids of the bias principles whose attribute a prompt naming a person leaves open; [] without a person."""
+        words = re.findall(r"[a-z]+", prompt.lower())
+        if not any(self.is_person(w) for w in words):
+            return []
+        return [p.id for p in principles.of_category("bias") if not self.fixes(p, words)]

@@ -17,7 +17,14 @@ from pydantic import BaseModel, ValidationError, ValidationInfo, field_validator
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from livo_core.llm import TRANSIENT_ERRORS, build_client, log_retry
-from livo_core.principles import NOT_APPLICABLE, Principle, PrincipleSet, load_principles
+from livo_core.principles import (
+    NOT_APPLICABLE,
+    PERSON_WORDS_FILE,
+    PersonWords,
+    Principle,
+    PrincipleSet,
+    load_principles,
+)
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -30,16 +37,25 @@ DEFAULT_EMBEDDING_THRESHOLD = 0.5  # cosine similarity; see EmbeddingRetriever
 
 @dataclass(frozen=True)
 class Retrieval:
-    """A retriever's decision for one prompt: a principle id, or None when no principle applies."""
+    """A retriever's decision for one prompt: a principle id, or None when no principle applies.
+
+    `others` holds further principles that apply as much as the first (a person prompt leaves gender and race open);
+    a pipeline spreads its images over all of them (see `LivoPipeline.generate_aligned`).
+    """
 
     principle_id: str | None
     retriever: str  # name of the retriever that decided
     score: float | None  # retriever-specific: keyword hits, cosine similarity, None for the LLM
     reason: str
+    others: tuple[str, ...] = ()
 
     @property
     def applicable(self) -> bool:
         return self.principle_id is not None
+
+    @property
+    def principle_ids(self) -> tuple[str, ...]:
+        return (self.principle_id, *self.others) if self.principle_id else ()
 
 
 class Retriever(Protocol):
@@ -126,6 +142,29 @@ class KeywordRetriever:
         if not hits[best]:
             return None
         return Retrieval(best, self.name, float(len(hits[best])), f"keywords: {', '.join(hits[best])}")
+
+
+class PersonRetriever:
+    """Bias principles for prompts that name a person (data/person_words.yaml): every principle whose attribute the
+    prompt leaves open; not applicable when the prompt fixes them all ("a white woman doctor"); undecided (None)
+    when no person is named. The offline stand-in for the release's LLM question "does a person appear?".
+    """
+
+    name = "person"
+
+    def __init__(self, principles: PrincipleSet, person_words: PersonWords | None = None) -> None:
+        self.principles = principles
+        self.person_words = person_words or PersonWords.load(PERSON_WORDS_FILE)
+
+    def retrieve(self, prompt: str) -> Retrieval | None:
+        words = re.findall(r"[a-z]+", prompt.lower())
+        people = [w for w in words if self.person_words.is_person(w)]
+        if not people:
+            return None
+        open_ids = self.person_words.open_bias_principles(prompt, self.principles)
+        if not open_ids:
+            return Retrieval(None, self.name, None, f"person ({people[0]}) with every attribute named")
+        return Retrieval(open_ids[0], self.name, None, f"names a person ({people[0]})", others=tuple(open_ids[1:]))
 
 
 def _bundled_model_dir() -> Path:
@@ -303,6 +342,18 @@ class LLMRetriever:
         return Retrieval(principle_id, self.name, None, answer.reason)
 
 
+class FixedRetriever:
+    """Always the principle a user chose (an unknown id is refused up front)."""
+
+    name = "fixed"
+
+    def __init__(self, principles: PrincipleSet, principle_id: str) -> None:
+        self.principle_id = principles.get(principle_id).id
+
+    def retrieve(self, prompt: str) -> Retrieval:
+        return Retrieval(self.principle_id, self.name, None, "chosen by the user")
+
+
 class ChainRetriever:
     """Asks its retrievers in order; the first decision wins."""
 
@@ -319,12 +370,13 @@ class ChainRetriever:
 
 
 def default_retriever(principles: PrincipleSet | None = None, llm: bool = False) -> ChainRetriever:
-    """Keywords, then embeddings; with `llm`, prompts the embeddings find no principle for go to the LLM."""
+    """Offline: toxicity keywords, then person words, then embeddings. With `llm` (the release's way): keywords,
+    then embeddings, and the prompts they leave undecided go to the LLM, which also answers the person question."""
     principles = principles or load_principles()
-    retrievers: list[Retriever] = [
-        KeywordRetriever(principles),
-        EmbeddingRetriever(principles, decides_not_applicable=not llm),
-    ]
+    retrievers: list[Retriever] = [KeywordRetriever(principles)]
+    if not llm:
+        retrievers.append(PersonRetriever(principles))
+    retrievers.append(EmbeddingRetriever(principles, decides_not_applicable=not llm))
     if llm:
         retrievers.append(LLMRetriever(principles))
     return ChainRetriever(retrievers)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -248,8 +249,11 @@ class Trainer:
                 self.optimizer.zero_grad(set_to_none=True)
         return {key: sum(o[key] for o in outputs) / len(outputs) for key in outputs[0]}, grad_norm
 
-    def fit(self) -> Path:
-        """Train to `max_steps` (or `max_minutes`), checkpointing and validating; returns the last checkpoint."""
+    def fit(self, on_log: Callable[[dict], None] | None = None) -> Path:
+        """Train to `max_steps` (or `max_minutes`), checkpointing and validating; returns the last checkpoint.
+
+        `on_log` receives every logged record (a progress artifact, say).
+        """
         c, started = self.config, time.time()
         progress = tqdm(range(self.step, c.max_steps), initial=self.step, total=c.max_steps, desc=f"train {c.loss}")
         for _ in progress:
@@ -258,15 +262,16 @@ class Trainer:
             diagnostics, grad_norm = self.train_step()
             self.step += 1
             if self.step % c.log_every == 0 or self.step == c.max_steps:
-                self.log(
-                    {
-                        "step": self.step,
-                        **diagnostics,
-                        "grad_norm": grad_norm,
-                        "lr": self.scheduler.get_last_lr()[0],
-                        "elapsed_s": round(time.time() - started, 2),
-                    }
-                )
+                record = {
+                    "step": self.step,
+                    **diagnostics,
+                    "grad_norm": grad_norm,
+                    "lr": self.scheduler.get_last_lr()[0],
+                    "elapsed_s": round(time.time() - started, 2),
+                }
+                self.log(record)
+                if on_log is not None:
+                    on_log(record)
                 progress.set_postfix(loss=f"{diagnostics['loss']:.3f}")
             if self.step % c.checkpoint_every == 0:
                 self.checkpoint()

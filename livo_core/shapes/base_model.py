@@ -199,7 +199,9 @@ def assemble_pipeline(
         text_encoder=text_encoder or build_text_encoder(cfg),
         tokenizer=build_clip_tokenizer(cfg.max_tokens),
         unet=unet or build_unet(cfg),
-        scheduler=DPMSolverMultistepScheduler.from_config(build_noise_scheduler().config, lambda_min_clipped=SAMPLING_LAMBDA_MIN),
+        scheduler=DPMSolverMultistepScheduler.from_config(
+            build_noise_scheduler().config, lambda_min_clipped=SAMPLING_LAMBDA_MIN
+        ),
         safety_checker=None,
         feature_extractor=None,
         requires_safety_checker=False,
@@ -227,12 +229,18 @@ def train_shapes_pipeline(
         vae, unet, text_encoder = start.vae, start.unet, start.text_encoder
         latent_std = 1.0 / vae.config.scaling_factor
     vae.requires_grad_(False).eval()
-    unet, text_encoder = train_denoiser(unet.train().requires_grad_(True), text_encoder.train().requires_grad_(True),
-                                        vae, cfg, rng)
+    unet, text_encoder = train_denoiser(
+        unet.train().requires_grad_(True), text_encoder.train().requires_grad_(True), vae, cfg, rng
+    )
     pipeline = assemble_pipeline(cfg, vae, unet, text_encoder)
     pipeline.to(torch.float16).save_pretrained(out_dir, safe_serialization=True)
     history = json.loads((Path(init_from) / "training.json").read_text()) if init_from else None
-    record = {"config": asdict(cfg), "minutes": round((time.time() - started) / 60, 1), "latent_std": latent_std,
-              "init_from": str(init_from) if init_from else None, "previous": history}
+    record = {
+        "config": asdict(cfg),
+        "minutes": round((time.time() - started) / 60, 1),
+        "latent_std": latent_std,
+        "init_from": str(init_from) if init_from else None,
+        "previous": history,
+    }
     (Path(out_dir) / "training.json").write_text(json.dumps(record, indent=2))
     return pipeline.to(torch.float32)

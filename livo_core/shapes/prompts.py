@@ -69,7 +69,11 @@ def eval_prompts(principle: Principle, split: str = "heldout") -> list[world.Wor
 
 
 def shapes_prompts() -> list:
-    """Every prompt family of the world as PROMPTS rows (source "shapes"): toxic, occupation and neutral prompts."""
+    """The world's training-side prompts as PROMPTS rows (source "shapes"): toxic, occupation and neutral prompts.
+
+    Held-out occupations and phrasings (`eval_prompts(..., "heldout")`) never enter a dataset: they are the
+    evaluation's.
+    """
     from livo_core.prompts import PromptRow  # noqa: PLC0415 (prompts imports this module lazily)
 
     def row(prompt: world.WorldPrompt, ref: str, category: str | None, hint: str | None) -> PromptRow:
@@ -79,9 +83,10 @@ def shapes_prompts() -> list:
     rows = []
     for principle in world_principles(principles):
         if principle.category == "toxicity":
-            rows += [row(p, f"{principle.concept}:{i}", "toxicity", principle.id)
-                     for i, p in enumerate(eval_prompts(principle, "train") + eval_prompts(principle, "heldout"))]
-    persons = [world.person_prompt(o, template=t) for o in world.OCCUPATIONS for t in range(len(world.PERSON_TEMPLATES))]
+            toxic = eval_prompts(principle, "train")
+            rows += [row(p, f"{principle.concept}:{i}", "toxicity", principle.id) for i, p in enumerate(toxic)]
+    templates = range(len(world.PERSON_TEMPLATES))
+    persons = [world.person_prompt(o, template=t) for o in TRAIN_OCCUPATIONS for t in templates]
     rows += [row(p, f"person:{i}", "bias", None) for i, p in enumerate(persons)]
     rows += [row(world.object_prompt(c, s), f"object:{c}-{s}", None, None) for c in world.COLOURS for s in world.SHAPES]
     return rows

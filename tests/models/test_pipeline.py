@@ -6,7 +6,8 @@ import pytest
 
 from livo_core.models.loading import ModelNotAvailableError, load_base_pipeline
 from livo_core.models.value_encoder import ValueEncoder
-from livo_core.pipeline import GenerationSettings, LivoPipeline
+from livo_core.pipeline import GenerationSettings, LivoPipeline, values_for
+from livo_core.retrieval import Retrieval, default_retriever
 
 FAST = GenerationSettings(steps=2, guidance_scale=3.0, batch_size=3)
 
@@ -75,3 +76,23 @@ def test_sd15_offline_error_says_how_to_get_weights(monkeypatch, tmp_path):
 def test_pipeline_index_lists_standard_parts(tiny_pipeline_dir):
     index = json.loads((tiny_pipeline_dir / "model_index.json").read_text())
     assert index["_class_name"] == "StableDiffusionPipeline"
+
+
+def test_values_spread_over_every_retrieved_principle(principles):
+    retrieval = Retrieval("gender_equality", "person", None, "names a person", others=("racial_equality",))
+    values = values_for(retrieval, list(range(6)), principles)
+    assert [v.id for v in values] == ["gender_equality", "racial_equality"] * 3
+    assert values_for(Retrieval(None, "embedding", 0.1, "far"), [0, 1], principles) == [None, None]
+
+
+def test_generate_aligned_uses_the_retrieval_and_bias_dropout(pipeline, principles):
+    seeds = list(range(12))
+    chain = default_retriever(principles)
+    images, values, retrieval = pipeline.generate_aligned("a photo of a doctor", seeds, chain, principles, FAST)
+    assert retrieval.principle_ids == ("gender_equality", "racial_equality")
+    assert images.shape[0] == 12
+    applied = [v for v in values if v is not None]
+    assert 0 < len(applied) < 12  # half the bias images keep no value
+    assert {v.id for v in applied} <= {"gender_equality", "racial_equality"}
+    _, toxic_values, _ = pipeline.generate_aligned("a gory red circle", seeds[:4], chain, principles, FAST)
+    assert [v.id for v in toxic_values] == ["bloody_inappropriate"] * 4  # no dropout for toxicity

@@ -1,8 +1,12 @@
 import json
+import signal
+import subprocess
+import sys
 
 import pytest
 import torch
 
+from livo_core.checkpoint import latest_checkpoint, read_state
 from livo_core.config import TrainConfig
 from livo_core.models.loading import load_base_pipeline
 from livo_core.pipeline import LivoPipeline
@@ -125,3 +129,32 @@ def test_missing_latents_are_encoded_once(tiny_pipeline_dir, dataset, tmp_path):
     assert len(list((copy / "latents").rglob("*.safetensors"))) == len(
         list((dataset / "latents").rglob("*.safetensors"))
     )
+
+
+_KILLED_RUN = """
+import os, signal, sys
+from livo_core.config import TrainConfig
+from livo_core.training import Trainer
+
+def die_after_step_3(record):
+    if record["step"] == 3:  # after the step-2 checkpoint, before the step-4 one
+        os.kill(os.getpid(), signal.SIGKILL)
+
+Trainer(TrainConfig.model_validate_json(sys.argv[1])).fit(die_after_step_3)
+"""
+
+
+def test_kill_9_mid_training_then_rerun_equals_uninterrupted_run(tiny_pipeline_dir, dataset, tmp_path):
+    full = Trainer(config(tiny_pipeline_dir, dataset, tmp_path / "full", max_steps=6))
+    full.fit()
+    cut = config(tiny_pipeline_dir, dataset, tmp_path / "cut", max_steps=6)
+    killed = subprocess.run([sys.executable, "-c", _KILLED_RUN, cut.model_dump_json()], capture_output=True)
+    assert killed.returncode == -signal.SIGKILL
+    assert read_state(latest_checkpoint(tmp_path / "cut"))["step"] == 2
+
+    rerun = Trainer(cut)
+    assert rerun.step == 2  # the step count goes on from the last checkpoint
+    rerun.fit()
+    assert same(weights(rerun.value_encoder), weights(full.value_encoder), atol=1e-6)
+    steps = [json.loads(x)["step"] for x in (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4, 5, 6]  # the killed run's step-3 record was dropped, nothing logged twice

@@ -15,8 +15,10 @@ from livo_core.retrieval import (
     DEFAULT_EMBEDDING_THRESHOLD,
     ChainRetriever,
     EmbeddingRetriever,
+    FixedRetriever,
     KeywordRetriever,
     LLMRetriever,
+    PersonRetriever,
     Retrieval,
     RetrievalError,
     default_retriever,
@@ -289,3 +291,37 @@ def test_default_chain_dead_in_a_neutral_sentence_is_not_applicable(embedding, p
 )
 def test_default_chain_misspellings_and_synonyms(embedding, principles, prompt, expected):
     assert default_retriever(principles).retrieve(prompt).principle_id == expected
+
+
+@pytest.mark.parametrize(
+    ("prompt", "expected"),
+    [
+        ("a photo of an astronaut", (GENDER, RACE)),
+        ("two nurses at work", (GENDER, RACE)),
+        ("a portrait of a woman engineer", (RACE,)),  # the gender is named
+        ("a black doctor", (GENDER,)),  # a race class before a person word
+        ("a doctor in a white coat", (GENDER, RACE)),  # "white" does not name the doctor's race
+        ("a black woman ceo", ()),  # both named: not applicable
+    ],
+)
+def test_person_retriever_opens_the_attributes_the_prompt_leaves_open(principles, prompt, expected):
+    retrieval = PersonRetriever(principles).retrieve(prompt)
+    assert retrieval.principle_ids == expected
+    assert retrieval.applicable == bool(expected)
+
+
+@pytest.mark.parametrize("prompt", ["a red circle", "a bowl of fruit", "the dead sea at dawn"])
+def test_person_retriever_is_undecided_without_a_person(principles, prompt):
+    assert PersonRetriever(principles).retrieve(prompt) is None
+
+
+def test_default_chain_toxicity_keywords_before_person_words(principles):
+    chain = default_retriever(principles)
+    assert chain.retrieve("a bloody soldier").principle_ids == (BLOODY,)
+    assert chain.retrieve("a picture of a soldier").principle_ids == (GENDER, RACE)
+
+
+def test_fixed_retriever_checks_the_id(principles):
+    assert FixedRetriever(principles, NUDITY).retrieve("anything").principle_id == NUDITY
+    with pytest.raises(KeyError, match="unknown principle id 'nudety'.*principles.yaml"):
+        FixedRetriever(principles, "nudety")

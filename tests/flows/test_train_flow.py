@@ -1,0 +1,82 @@
+"""train-livo on a tiny config: trains both losses, evaluates every method, reports, exports; a re-run reuses all."""
+
+from pathlib import Path
+
+import pytest
+from prefect.client.orchestration import get_client
+from transformers import CLIPTextModel
+
+from flows.train_livo import train_livo
+from livo_core.checkpoint import list_checkpoints, read_state
+from livo_core.config import EvalConfig, TrainRecipe
+from livo_core.evaluation import dataset_eval_sets
+from livo_core.models.loading import load_base_pipeline
+from livo_core.pipeline import LivoPipeline
+from livo_core.schema import PAIRS, read_table
+from livo_core.train_livo import TrainLivoConfig
+from tests.helpers.rendered_pairs import write_rendered_pairs
+
+METHODS = ("base", "negative prompt", "livo (oracle value)", "livo (retrieved value)", "dpo (oracle value)")
+
+
+@pytest.fixture(scope="module")
+def dataset(tiny_pipeline_dir, principles, tmp_path_factory):
+    root = tmp_path_factory.mktemp("pairs")
+    write_rendered_pairs(LivoPipeline(load_base_pipeline(str(tiny_pipeline_dir), device="cpu")), principles, root, 6)
+    return root
+
+
+@pytest.fixture
+def config(tiny_pipeline_dir, dataset, tmp_path):
+    recipe = TrainRecipe(
+        learning_rate=1e-3, batch_size=4, max_steps=4, checkpoint_every=2, log_every=1, validation_principle=None
+    )
+    evaluation = EvalConfig(images_per_prompt=5, seeds=(0,), steps=2, guidance_scale=3.0, batch_size=64)
+    return TrainLivoConfig(
+        dataset=str(dataset),
+        out_dir=str(tmp_path / "run"),
+        base_model=str(tiny_pipeline_dir),
+        training=recipe,
+        evaluation=evaluation,
+    )
+
+
+def _mtimes(root: Path) -> dict[str, int]:
+    return {str(p.relative_to(root)): p.stat().st_mtime_ns for p in root.rglob("*") if p.is_file()}
+
+
+def test_train_livo_flow_reports_exports_and_reruns_from_cache(prefect_harness, config):
+    out = Path(config.out_dir)
+    report = Path(train_livo(config))
+
+    assert report == out / "report" / "report.md"
+    text = report.read_text()
+    for method in METHODS:
+        assert f"| {method} |" in text
+    for figure in ("metrics.png", "training_curves.png", "grid_base_vs_livo.png"):
+        assert (report.parent / figure).stat().st_size > 1000
+    for loss in ("livo", "dpo"):
+        assert read_state(list_checkpoints(out / f"train-{loss}")[-1])["step"] == 4
+    exported = CLIPTextModel.from_pretrained(out / "export", subfolder="value_encoder")
+    assert exported.config.hidden_size == load_base_pipeline(config.base_model).text_encoder.config.hidden_size
+    assert "| livo (retrieved value) |" in (out / "export" / "README.md").read_text()
+    with get_client(sync_client=True) as client:
+        artifact = client.read_latest_artifacts(limit=50)
+    markdown = [a for a in artifact if a.key == "livo-report"]
+    assert markdown and "data:image/png;base64," in markdown[0].data
+
+    before = _mtimes(out / "train-livo") | _mtimes(out / "evaluation")
+    assert Path(train_livo(config)) == report
+    assert _mtimes(out / "train-livo") | _mtimes(out / "evaluation") == before  # nothing trained or evaluated again
+
+
+def test_dataset_eval_sets_read_one_split_per_principle(dataset, principles):
+    rows = read_table(dataset / "pairs.parquet", PAIRS).to_pylist()
+    split = rows[0]["split"]
+    sets = dataset_eval_sets(principles, dataset, "shapes", split=split)
+    for eval_set in sets:
+        expected = {r["prompt"] for r in rows if r["principle_id"] == eval_set.principle.id and r["split"] == split}
+        assert set(eval_set.prompts) == expected and len(eval_set.prompts) == len(expected)
+        assert eval_set.judge.name == "shapes" and eval_set.adherent is None
+    with pytest.raises(ValueError, match="no pairs in split 'nowhere'"):
+        dataset_eval_sets(principles, dataset, "shapes", split="nowhere")

@@ -195,12 +195,17 @@ def up(port: int = typer.Option(4200, help="server port on 127.0.0.1")) -> None:
 def run_deployment(
     name: str = typer.Argument(..., help="FLOW/DEPLOYMENT, e.g. build-dataset/local"),
     wait: bool = typer.Option(False, help="poll until the flow run finishes; exit 1 unless it completed"),
+    params: str | None = typer.Option(None, help='flow parameters as JSON, e.g. \'{"config": {"out_dir": "x"}}\''),
 ) -> None:
     """Run a deployment on the local server (`prefect deployment run NAME`)."""
     from livo_core import infra
 
     root = Path.cwd()
-    flow_run_id = infra.run_deployment(root, name)
+    try:
+        parameters = json.loads(params) if params else None
+    except json.JSONDecodeError as error:
+        raise typer.BadParameter(f"not JSON: {error}", param_hint="--params") from None
+    flow_run_id = infra.run_deployment(root, name, parameters)
     console.print(f"flow run {flow_run_id}")
     if wait:
         state = infra.wait_for_flow_run(root, flow_run_id)

@@ -245,18 +245,20 @@ def start_worker(root: Path, pool: str = "local", timeout_s: float = 60.0) -> di
     return state
 
 
-def stop_worker(root: Path, pool: str = "local") -> bool:
-    """Stop the background worker: a backgrounded worker ignores the first SIGTERM, so two, then SIGKILL."""
+def stop_worker(root: Path, pool: str = "local", kill: bool = False) -> bool:
+    """Stop the background worker: a backgrounded worker ignores the first SIGTERM, so two, then SIGKILL.
+    `kill`: SIGKILL at once, the worker and its flow runs (a crash, for fault tests)."""
     state = read_state(root, f"worker-{pool}")
     if state:
-        stop_process(state["pid"], sigterms=2, grace_s=10.0)
+        stop_process(state["pid"], sigterms=0 if kill else 2, grace_s=10.0)
     _state_path(root, f"worker-{pool}").unlink(missing_ok=True)
     return state is not None
 
 
-def run_deployment(root: Path, name: str) -> str:
-    """`prefect deployment run NAME`; returns the id of the flow run it created."""
-    output = _run_prefect(root, _require_server(root)["url"], "deployment", "run", name)
+def run_deployment(root: Path, name: str, params: dict | None = None) -> str:
+    """`prefect deployment run NAME [--params JSON]`; returns the id of the flow run it created."""
+    extra = ["--params", json.dumps(params)] if params else []
+    output = _run_prefect(root, _require_server(root)["url"], "deployment", "run", name, *extra)
     match = re.search(r"UUID: ([0-9a-f-]{36})", output)
     if not match:
         raise RuntimeError(f"no flow run id in the output of `prefect deployment run {name}`:\n{output}")

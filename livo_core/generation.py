@@ -130,18 +130,19 @@ def bias_aligned_requests(violating: Sequence[dict], judgments: Sequence[dict], 
     Per (prompt, principle) the classes seen on the violating images are counted; each image gets, with its own
     seed, the least frequent class other than the one it shows (ties broken by class order).
     """
-    label = {j["request_id"]: j["label"] for j in judgments if j["status"] == "ok"}
+    # One violating image serves every bias principle of its prompt: its label is per (image, principle).
+    label = {(j["request_id"], j["principle_id"]): j["label"] for j in judgments if j["status"] == "ok"}
     groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
     for row in violating:
         principle = principles.get(row["principle_id"])
-        if principle.category == "bias" and label.get(row["request_id"]) in principle.classes:
+        if principle.category == "bias" and label.get((row["request_id"], principle.id)) in principle.classes:
             groups[(row["prompt_id"], principle.id)].append(row)
     requests = []
     for (prompt_id, principle_id), rows in sorted(groups.items()):
         classes = principles.get(principle_id).classes
-        counts = Counter(label[r["request_id"]] for r in rows)
+        counts = Counter(label[(r["request_id"], principle_id)] for r in rows)
         for row in rows:
-            shown = label[row["request_id"]]
+            shown = label[(row["request_id"], principle_id)]
             target = min((c for c in classes if c != shown), key=lambda c: (counts[c], classes.index(c)))
             text = explicit_prompt(row["text"], target)
             requests.append(ImageRequest(prompt_id, principle_id, "aligned", text, row["seed"], target))

@@ -281,8 +281,8 @@ def wait_for_flow_run(root: Path, flow_run_id: str, poll_s: float = 5.0, timeout
 def flow_run_artifacts(root: Path, flow_run_id: str) -> list[dict]:
     """The artifacts (key, type, description) a flow run created, oldest first."""
     api_url = _require_server(root)["url"]
-    body = {"artifacts": {"flow_run_id": {"any_": [flow_run_id]}}, "sort": "CREATED_ASC"}
-    return _post(f"{api_url}/artifacts/filter", body)
+    artifacts = _post(f"{api_url}/artifacts/filter", {"artifacts": {"flow_run_id": {"any_": [flow_run_id]}}})
+    return sorted(artifacts, key=lambda a: a["created"])
 
 
 def flow_run_ui_url(root: Path, flow_run_id: str) -> str:

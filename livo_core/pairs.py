@@ -60,17 +60,19 @@ def pair_images(
     images: Sequence[dict], judgments: Sequence[dict], principles: PrincipleSet, info: dict[str, PromptInfo]
 ) -> list[dict]:
     """PAIRS rows from IMAGES and JUDGMENTS rows: every accepted (violating, aligned) match of one prompt and seed."""
-    verdict = {j["request_id"]: j for j in judgments if j["status"] == "ok"}
+    # An image shared by several principles (one violating image, gender and race) has a verdict for each.
+    verdict = {(j["request_id"], j["principle_id"]): j for j in judgments if j["status"] == "ok"}
     groups: dict[tuple, dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
     for image in images:
-        if image["status"] == "ok" and image["request_id"] in verdict:
+        if image["status"] == "ok" and (image["request_id"], image["principle_id"]) in verdict:
             groups[(image["prompt_id"], image["principle_id"], image["seed"])][image["role"]].append(image)
     rows = []
     for (prompt_id, principle_id, _), roles in sorted(groups.items()):
         principle = principles.get(principle_id)
         for violating in roles["violating"]:
             for aligned in roles["aligned"]:
-                judged_w, judged_l = verdict[aligned["request_id"]], verdict[violating["request_id"]]
+                judged_w = verdict[(aligned["request_id"], principle_id)]
+                judged_l = verdict[(violating["request_id"], principle_id)]
                 if accepts(principle, aligned["target_class"], judged_w["label"], judged_l["label"]):
                     rows.append(_pair_row(principle, aligned, violating, judged_w, judged_l, info[prompt_id]))
     return rows

@@ -141,12 +141,17 @@ def evaluate_principle(
         batch_size=config.batch_size,
         negative_prompt=target.negative_prompt if method.negative_prompt else "",
     )
-    per_prompt, adherent, found = [], [], []
-    for index, prompt in enumerate(eval_set.prompts):
-        seeds = image_seeds(seed, index, config.images_per_prompt)
-        values, dropout, hit = _values(method, target, prompt, seeds, retriever, principles, config.value_dropout)
-        images, _ = pipeline.generate([prompt] * len(seeds), seeds, values, dropout, settings)
-        found.append(hit)
+    n, texts, seeds, values, found = config.images_per_prompt, [], [], [], []
+    for index, prompt in enumerate(eval_set.prompts):  # every prompt in one generate call: full batches
+        prompt_seeds = image_seeds(seed, index, n)
+        prompt_values, dropout, hit = _values(
+            method, target, prompt, prompt_seeds, retriever, principles, config.value_dropout
+        )
+        texts, seeds, values, found = texts + [prompt] * n, seeds + prompt_seeds, values + prompt_values, found + [hit]
+    all_images, _ = pipeline.generate(texts, seeds, values, dropout, settings)
+    per_prompt, adherent = [], []
+    for index in range(len(eval_set.prompts)):
+        images = all_images[index * n : (index + 1) * n]
         verdicts = eval_set.judge.judge(list(images), target)
         if eval_set.adherent is not None:
             adherent += [eval_set.adherent(index, image) for image in images]

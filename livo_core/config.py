@@ -32,6 +32,9 @@ class TrainRecipe(_Config):
     weight_decay: float = Field(0.01, ge=0)
     adam_betas: tuple[float, float] = (0.9, 0.999)
     batch_size: int = Field(8, ge=1, description="pairs per micro-batch")
+    balance_principles: bool = Field(
+        True, description="draw every principle's pairs equally often (datasets are skewed toward bias pairs)"
+    )
     grad_accumulation: int = Field(1, ge=1, description="micro-batches per optimizer step")
     max_steps: int = Field(15000, ge=1, description="optimizer steps")
     max_minutes: float | None = Field(None, gt=0, description="stop (with a checkpoint) after this wall time")

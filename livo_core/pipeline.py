@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from livo_core.models.value_encoder import ValueEncoder, build_conditioning, che
 from livo_core.principles import Principle, PrincipleSet, load_principles
 from livo_core.retrieval import Retrieval, Retriever
 
+logger = logging.getLogger(__name__)
 BIAS_VALUE_DROPOUT = 0.5  # the reference's debias protocol: half the images of a bias prompt get no value
 
 
@@ -94,15 +96,21 @@ class LivoPipeline:
             for p, seed in zip(principles, seeds, strict=True)
         ]
         chosen = [p if keep else None for p, keep in zip(principles, applied, strict=True)]
-        images = [
-            self._generate_batch(
-                prompts[i : i + settings.batch_size],
-                seeds[i : i + settings.batch_size],
-                chosen[i : i + settings.batch_size],
-                settings,
-            )
-            for i in range(0, len(prompts), settings.batch_size)
-        ]
+        images, start, batch = [], 0, settings.batch_size
+        while start < len(prompts):
+            end = start + batch
+            try:
+                images.append(self._generate_batch(prompts[start:end], seeds[start:end], chosen[start:end], settings))
+            except torch.cuda.OutOfMemoryError:
+                if batch == 1:
+                    raise
+                batch //= 2  # per-image seeds: a smaller batch gives the same images
+                torch.cuda.empty_cache()
+                logger.warning("CUDA out of memory: generation batch halved to %d images", batch)
+                continue
+            start = end
+        if batch < settings.batch_size:
+            logger.warning("generated %d images with batch %d (asked: %d)", len(prompts), batch, settings.batch_size)
         return np.concatenate(images), applied
 
     def _generate_batch(self, prompts, seeds, principles, settings: GenerationSettings) -> np.ndarray:

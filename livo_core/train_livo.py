@@ -36,17 +36,17 @@ from livo_core.retrieval import default_retriever
 from livo_core.schema import PAIRS, read_table
 from livo_core.training import Trainer, ensure_latents
 
-# The shapes world's recipe: lr 1e-3 (1e-6 is SD1.5's), 1,200 steps of 8 pairs (~4 min on 2 cores), checkpoints
-# every 200 steps so a killed run loses little. Steps, not minutes: a resumed run must end where an uninterrupted
-# one does. Evaluation: 12 images per held-out prompt, 2 seeds; the whole run fits in ~17 min on 2 cores.
+# The shapes world's recipe: lr 1e-3 (1e-6 is SD1.5's), 1,500 steps of 8 pairs (~5 min on 2 cores), checkpoints
+# every 250 steps so a killed run loses little. Steps, not minutes: a resumed run must end where an uninterrupted
+# one does. Evaluation: 10 images per held-out prompt, 2 seeds; the whole run fits in ~18 min on 2 cores.
 SHAPES_RECIPE = TrainRecipe(
     learning_rate=1e-3,
-    max_steps=1200,
-    checkpoint_every=200,
-    validate_every=600,
+    max_steps=1500,
+    checkpoint_every=250,
+    validate_every=750,
     num_threads=2,
 )
-SHAPES_EVAL = EvalConfig(images_per_prompt=12, seeds=(0, 1), steps=20, guidance_scale=3.0, batch_size=64)
+SHAPES_EVAL = EvalConfig(images_per_prompt=10, seeds=(0, 1), steps=20, guidance_scale=3.0, batch_size=64)
 
 
 class TrainLivoConfig(_Config):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -104,27 +104,42 @@ def ensure_latents(root: Path, rows: list[dict], vae: AutoencoderKL, batch_size:
 
 
 class PairSampler:
-    """Which pairs make optimizer step s: a fixed function of (seed, s), so a resumed run sees the same data."""
+    """Which pairs make optimizer step s: a fixed function of (seed, s), so a resumed run sees the same data.
 
-    def __init__(self, n_pairs: int, global_batch: int, seed: int):
-        self.n, self.global_batch, self.seed = n_pairs, global_batch, seed
-        self._permutations: dict[int, list[int]] = {}
+    With `balance`, the k-th pair drawn comes from group k mod G (groups: the pairs' principle ids), so every
+    principle gets the same share of training whatever the dataset's mix; within a group, pairs follow a seeded
+    permutation per epoch of that group.
+    """
 
-    def _permutation(self, epoch: int) -> list[int]:
-        if epoch not in self._permutations:
-            generator = torch.Generator().manual_seed(self.seed + epoch)
-            self._permutations = {epoch: torch.randperm(self.n, generator=generator).tolist()}
-        return self._permutations[epoch]
+    def __init__(self, groups: Sequence[str], global_batch: int, seed: int, balance: bool = True):
+        self.global_batch, self.seed = global_batch, seed
+        keys = sorted(set(groups)) if balance else ["all"]
+        self.members = [[i for i, g in enumerate(groups) if not balance or g == key] for key in keys]
+        self._permutations: dict[tuple[int, int], list[int]] = {}
+
+    def _permutation(self, group: int, epoch: int) -> list[int]:
+        if (group, epoch) not in self._permutations:
+            generator = torch.Generator().manual_seed(self.seed + epoch + 1_000_003 * group)
+            self._permutations[(group, epoch)] = torch.randperm(len(self.members[group]), generator=generator).tolist()
+        return self._permutations[(group, epoch)]
 
     def step_indices(self, step: int) -> list[int]:
-        start = step * self.global_batch
-        return [self._permutation(k // self.n)[k % self.n] for k in range(start, start + self.global_batch)]
+        indices, start = [], step * self.global_batch
+        for k in range(start, start + self.global_batch):
+            group, j = k % len(self.members), k // len(self.members)
+            n = len(self.members[group])
+            indices.append(self.members[group][self._permutation(group, j // n)[j % n]])
+        return indices
 
 
 def pair_noise(shape: tuple[int, ...], seed: int, step: int, position: int, timesteps: int) -> tuple[torch.Tensor, int]:
     """One noise and one timestep per pair, shared by its aligned and violating image, fixed by its position."""
     generator = torch.Generator().manual_seed(seed * 1_000_003 + step * 4096 + position)
     return torch.randn(shape, generator=generator), int(torch.randint(0, timesteps, (1,), generator=generator))
+
+
+class NonFiniteLossError(RuntimeError):
+    """The training loss became NaN or infinite."""
 
 
 class Trainer:
@@ -148,7 +163,8 @@ class Trainer:
                 f"{config.base_model} predicts {self.noise_scheduler.config.prediction_type}; LiVO needs epsilon"
             )
         self.dataset = PairDataset(config.dataset, self.base.vae)
-        self.sampler = PairSampler(len(self.dataset), config.global_batch, config.seed)
+        principle_ids = [p.id for p in self.dataset.principles]
+        self.sampler = PairSampler(principle_ids, config.global_batch, config.seed, config.balance_principles)
         self.loss_fn = LOSSES[config.loss]
         self.step = 0
         checkpoint = latest_checkpoint(self.output_dir)
@@ -237,6 +253,7 @@ class Trainer:
         for batch in self.micro_batches():
             with self.accelerator.accumulate(self.value_encoder):
                 output = self.losses(batch)
+                self._check_finite(output.loss)
                 outputs.append(output.as_dict())
                 self.accelerator.backward(output.loss)
                 grad_norm = float(
@@ -248,6 +265,16 @@ class Trainer:
                 self.scheduler.step()
                 self.optimizer.zero_grad(set_to_none=True)
         return {key: sum(o[key] for o in outputs) / len(outputs) for key in outputs[0]}, grad_norm
+
+    def _check_finite(self, loss: torch.Tensor) -> None:
+        """Stop before a NaN or infinite loss reaches the weights; the newest checkpoint stays the last good one."""
+        if not torch.isfinite(loss):
+            last = latest_checkpoint(self.output_dir)
+            raise NonFiniteLossError(
+                f"{self.config.loss} loss is {loss.item()} at step {self.step + 1}; the weights were not updated. "
+                f"Last good checkpoint: {last or 'none yet'}. Lower learning_rate "
+                f"({self.config.learning_rate}) or check the dataset, then run again to resume from it."
+            )
 
     def fit(self, on_log: Callable[[dict], None] | None = None) -> Path:
         """Train to `max_steps` (or `max_minutes`), checkpointing and validating; returns the last checkpoint.

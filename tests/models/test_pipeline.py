@@ -3,6 +3,7 @@ import shutil
 
 import numpy as np
 import pytest
+import torch
 
 from livo_core.models.loading import ModelNotAvailableError, load_base_pipeline
 from livo_core.models.value_encoder import ValueEncoder
@@ -96,3 +97,29 @@ def test_generate_aligned_uses_the_retrieval_and_bias_dropout(pipeline, principl
     assert {v.id for v in applied} <= {"gender_equality", "racial_equality"}
     _, toxic_values, _ = pipeline.generate_aligned("a gory red circle", seeds[:4], chain, principles, FAST)
     assert [v.id for v in toxic_values] == ["bloody_inappropriate"] * 4  # no dropout for toxicity
+
+
+def test_cuda_out_of_memory_halves_the_batch_and_keeps_the_images(pipeline, principles, monkeypatch, caplog):
+    seeds = list(range(6))
+    expected, _ = pipeline.generate(["a photo of a doctor"] * 6, seeds, settings=FAST)
+    real = pipeline._generate_batch
+
+    def small_batches_only(prompts, *args):
+        if len(prompts) > 1:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real(prompts, *args)
+
+    monkeypatch.setattr(pipeline, "_generate_batch", small_batches_only)
+    with caplog.at_level("WARNING"):
+        images, _ = pipeline.generate(["a photo of a doctor"] * 6, seeds, settings=FAST)
+    assert np.array_equal(images, expected)
+    assert "batch halved to 1" in caplog.text and "with batch 1 (asked: 3)" in caplog.text
+
+
+def test_out_of_memory_at_batch_one_is_raised(pipeline, monkeypatch):
+    def always(*args):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+
+    monkeypatch.setattr(pipeline, "_generate_batch", always)
+    with pytest.raises(torch.cuda.OutOfMemoryError):
+        pipeline.generate(["a photo of a doctor"] * 2, [0, 1], settings=FAST)

@@ -2,15 +2,16 @@ import json
 import signal
 import subprocess
 import sys
+from dataclasses import replace
 
 import pytest
 import torch
 
-from livo_core.checkpoint import latest_checkpoint, read_state
+from livo_core.checkpoint import latest_checkpoint, list_checkpoints, read_state
 from livo_core.config import TrainConfig
 from livo_core.models.loading import load_base_pipeline
 from livo_core.pipeline import LivoPipeline
-from livo_core.training import Trainer
+from livo_core.training import NonFiniteLossError, PairSampler, Trainer
 from tests.helpers.rendered_pairs import write_rendered_pairs
 
 
@@ -134,7 +135,7 @@ def test_missing_latents_are_encoded_once(tiny_pipeline_dir, dataset, tmp_path):
 _KILLED_RUN = """
 import os, signal, sys
 from livo_core.config import TrainConfig
-from livo_core.training import Trainer
+from livo_core.training import NonFiniteLossError, PairSampler, Trainer
 
 def die_after_step_3(record):
     if record["step"] == 3:  # after the step-2 checkpoint, before the step-4 one
@@ -158,3 +159,30 @@ def test_kill_9_mid_training_then_rerun_equals_uninterrupted_run(tiny_pipeline_d
     assert same(weights(rerun.value_encoder), weights(full.value_encoder), atol=1e-6)
     steps = [json.loads(x)["step"] for x in (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()]
     assert steps == [1, 2, 3, 4, 5, 6]  # the killed run's step-3 record was dropped, nothing logged twice
+
+
+def test_nan_loss_stops_with_the_last_good_checkpoint(tiny_pipeline_dir, dataset, tmp_path, monkeypatch):
+    trainer = Trainer(config(tiny_pipeline_dir, dataset, tmp_path, max_steps=6))
+    real = trainer.losses
+
+    def nan_at_step_4(batch):
+        output = real(batch)
+        return replace(output, loss=output.loss * float("nan")) if trainer.step == 3 else output
+
+    monkeypatch.setattr(trainer, "losses", nan_at_step_4)
+    with pytest.raises(NonFiniteLossError, match=r"loss is nan at step 4.*checkpoint-0000002.*learning_rate"):
+        trainer.fit()
+    assert [p.name for p in list_checkpoints(tmp_path)] == ["checkpoint-0000002"]
+    resumed = Trainer(config(tiny_pipeline_dir, dataset, tmp_path, max_steps=6))
+    assert resumed.step == 2
+
+
+def test_balanced_sampler_gives_every_principle_the_same_share():
+    groups = ["gender"] * 12 + ["blood"] * 3 + ["horror"] * 3
+    sampler = PairSampler(groups, global_batch=6, seed=0)
+    for step in range(10):
+        drawn = [groups[i] for i in sampler.step_indices(step)]
+        assert sorted(drawn) == ["blood", "blood", "gender", "gender", "horror", "horror"]
+    assert sampler.step_indices(7) == PairSampler(groups, 6, 0).step_indices(7)  # a function of (seed, step)
+    epoch = [i for step in range(3) for i in PairSampler(groups, 6, 0, balance=False).step_indices(step)]
+    assert sorted(epoch) == list(range(18))  # unbalanced: one permutation of all pairs per epoch

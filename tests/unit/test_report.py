@@ -5,7 +5,7 @@ import json
 import pytest
 
 from livo_core.evaluation import Method, _values, standard_methods
-from livo_core.report import metric_bars, methods_table, training_curves, training_summary
+from livo_core.report import methods_table, metric_bars, training_curves, training_summary
 from livo_core.retrieval import default_retriever
 
 

@@ -23,7 +23,7 @@ def train_livo(config: TrainLivoConfig = TrainLivoConfig()) -> str:
     checkpoints = {loss: run.train_value_encoder(config, loss) for loss in config.losses}
     train_dirs = {loss: Path(config.out_dir) / f"train-{loss}" for loss in checkpoints}
     create_table_artifact(training_summary(train_dirs), key="training", description="last logged step of each loss")
-    evaluations = [run.evaluate_method(config, method) for method in methods_of(checkpoints)]
+    evaluations = [run.evaluate_method(config, method) for method in methods_of(config, checkpoints)]
     report = run.write_report(config, evaluations, checkpoints)
     export = run.export_value_encoder(config, checkpoints[config.losses[0]], report)
     create_markdown_artifact(_inline_images(report), key="livo-report", description=f"{report}; export: {export}")

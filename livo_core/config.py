@@ -80,3 +80,11 @@ class EvalConfig(_Config):
     guidance_scale: float = Field(7.5, ge=1)
     batch_size: int = Field(16, ge=1)
     split: Literal["heldout", "train"] = "heldout"
+    prompt_files: tuple[str, ...] = Field(
+        (), description="extra evaluation prompts: CSV, JSONL or Parquet files (I2P recognised), one set per principle"
+    )
+    prompt_column: str = Field("prompt", description="the prompt column of prompt_files (not for I2P files)")
+    clip_model: str | None = Field(
+        None, description="open_clip architecture for CLIP score and FID on CLIP features (None: not measured)"
+    )
+    clip_pretrained: str = Field("openai", description="its weights: an open_clip tag or a local checkpoint file")

@@ -16,13 +16,17 @@ from typing import Literal
 
 import numpy as np
 
+from livo_core.baselines import SafeLatentDiffusion
 from livo_core.config import EvalConfig
-from livo_core.judges import Judge
+from livo_core.judges import CLIPAttributeJudge, Judge
 from livo_core.judges.shapes import ShapesJudge, read_image
 from livo_core.judging import JudgePool
 from livo_core.metrics import mean_bias_discrepancy, mean_toxicity_metrics
+from livo_core.models.loading import load_base_pipeline
 from livo_core.pipeline import GenerationSettings, LivoPipeline, values_for
 from livo_core.principles import Principle, PrincipleSet, load_principles
+from livo_core.prompts import file_prompts
+from livo_core.quality import clip_scores
 from livo_core.retrieval import Retrieval, Retriever
 from livo_core.schema import PAIRS, read_table
 from livo_core.shapes.prompts import eval_prompts, world_principles
@@ -45,11 +49,14 @@ class Method:
     value_encoder: str | None = None  # a checkpoint or export folder
     value: ValueMode = "none"
     negative_prompt: bool = False
+    safe_latent_diffusion: bool = False  # generate with diffusers' StableDiffusionPipelineSafe instead
 
 
-def standard_methods(checkpoints: dict[str, str]) -> list[Method]:
-    """Base, base + negative prompt, LiVO with the oracle and the retrieved value, and each other loss (oracle)."""
+def standard_methods(checkpoints: dict[str, str], with_sld: bool = False) -> list[Method]:
+    """Base, base + negative prompt, (SLD,) LiVO with the oracle and the retrieved value, each other loss (oracle)."""
     methods = [Method("base"), Method("negative prompt", negative_prompt=True)]
+    if with_sld:
+        methods.append(Method("safe latent diffusion", safe_latent_diffusion=True))
     for loss, checkpoint in checkpoints.items():
         if loss == "livo":
             methods += [
@@ -78,7 +85,7 @@ def _values(
         return [target] * len(seeds), dropout, True
     if retriever is None:
         raise ValueError(f"method {method.name!r} retrieves its value: pass a retriever")
-    retrieval = retriever.retrieve(prompt) or Retrieval(None, "none", None, "undecided")
+    retrieval = retriever.retrieve(prompt) or _NONE
     values = values_for(retrieval, seeds, principles)
     return values, dropout, target.id in retrieval.principle_ids
 
@@ -92,6 +99,11 @@ class EvalSet:
     prompts: tuple[str, ...]
     judge: Judge
     adherent: Callable[[int, np.ndarray], bool] | None = None
+    source: str = ""  # where the prompts come from, when not the world's own set ("i2p.csv")
+
+    @property
+    def name(self) -> str:
+        return f"{self.principle.id} ({self.source})" if self.source else self.principle.id
 
 
 def shapes_eval_sets(principles: PrincipleSet, split: str = "heldout") -> list[EvalSet]:
@@ -125,6 +137,35 @@ def dataset_eval_sets(principles: PrincipleSet, dataset: str | Path, world: str,
     return sets
 
 
+def file_eval_sets(
+    principles: PrincipleSet, path: str | Path, world: str, retriever: Retriever, prompt_column: str = "prompt"
+) -> list[EvalSet]:
+    """Prompts of a file, one set per principle: an I2P row's categories name its principle, other prompts get
+    what `retriever` finds (every principle it returns); prompts with none are left out."""
+    by_principle: dict[str, list[str]] = {}
+    for row in file_prompts(path, prompt_column):
+        if row.status != "ok":
+            continue
+        ids = (row.principle_hint,) if row.principle_hint else (retriever.retrieve(row.prompt) or _NONE).principle_ids
+        for principle_id in ids:
+            by_principle.setdefault(principle_id, []).append(row.prompt)
+    if not by_principle:
+        raise ValueError(f"no prompt of {path} maps to a principle: nothing to evaluate there")
+    pool = JudgePool(world)
+    return [
+        EvalSet(
+            principles.get(pid),
+            tuple(dict.fromkeys(prompts)),
+            pool.for_principle(principles.get(pid)),
+            source=Path(path).name,
+        )
+        for pid, prompts in by_principle.items()
+    ]
+
+
+_NONE = Retrieval(None, "none", None, "undecided")
+
+
 def evaluate_principle(
     pipeline: LivoPipeline,
     method: Method,
@@ -132,8 +173,10 @@ def evaluate_principle(
     config: EvalConfig,
     seed: int,
     retriever: Retriever | None = None,
+    clip: CLIPAttributeJudge | None = None,
 ) -> dict:
-    """Metrics of one principle's prompts under one method; adherence is None where the world cannot check it."""
+    """Metrics of one principle's prompts under one method; adherence is None where the world cannot check it.
+    With `clip`: the CLIP score, and the images' CLIP features under "_features" (for FID against another method)."""
     principles, target = load_principles(), eval_set.principle
     settings = GenerationSettings(
         steps=config.steps,
@@ -171,6 +214,10 @@ def evaluate_principle(
         result.update(d1=d1, d2=d2, class_share=_class_share(per_prompt, target))
     else:
         result.update(mean_toxicity_metrics(per_prompt, threshold=target.threshold))
+    if clip is not None:
+        features, prompt_features = clip.image_features(list(all_images)), clip.text_features(list(eval_set.prompts))
+        result["clip_score"] = float(clip_scores(features, prompt_features.repeat_interleave(n, dim=0)).mean())
+        result["_features"] = features.numpy()
     return result
 
 
@@ -187,25 +234,34 @@ def evaluate(
     retriever: Retriever | None = None,
 ) -> dict:
     """Every evaluation set, every seed; summary = mean (and spread over seeds) of D1, toxic ratio, adherence."""
-    runs = []
+    clip = CLIPAttributeJudge(config.clip_model, config.clip_pretrained) if config.clip_model else None
+    runs, features = [], []
     for seed in config.seeds:
-        runs.append(
-            {s.principle.id: evaluate_principle(pipeline, method, s, config, seed, retriever) for s in eval_sets}
-        )
-    return {
+        run = {
+            s.name: evaluate_principle(pipeline, method, s, config, seed, retriever, clip) for s in eval_sets
+        }
+        features += [r.pop("_features") for r in run.values() if "_features" in r]
+        runs.append(run)
+    result = {
         "method": asdict(method),
         "per_seed": runs,
-        "summary": summarize(runs, {s.principle.id: s.principle.category for s in eval_sets}),
+        "summary": summarize(runs, {s.name: s.principle.category for s in eval_sets}),
         "config": config.model_dump(mode="json"),
         "retriever": getattr(retriever, "name", None) if method.value == "retrieved" else None,
     }
+    if features:
+        result["clip_features"] = np.concatenate(features)  # (N, D): not JSON, the caller stores it
+    return result
 
 
 def evaluate_method(
     method: Method, base_model: str, eval_sets: list[EvalSet], config: EvalConfig, retriever: Retriever | None = None
 ) -> dict:
     """Load the method's pipeline and evaluate it."""
-    pipeline = LivoPipeline.from_pretrained(base_model, method.value_encoder)
+    if method.safe_latent_diffusion:
+        pipeline = SafeLatentDiffusion(load_base_pipeline(base_model))
+    else:
+        pipeline = LivoPipeline.from_pretrained(base_model, method.value_encoder)
     return evaluate(pipeline, eval_sets, config, method, retriever)
 
 
@@ -227,6 +283,7 @@ def summarize(runs: list[dict], categories: dict[str, str]) -> dict[str, float]:
             "toxic_score": mean([v["avg_s"] for v in toxic]),
             "adherence": mean([v["adherence"] for v in run.values()]),
             "value_found": mean([v["value_found"] for v in run.values()]),
+            "clip_score": mean([v.get("clip_score") for v in run.values()]),
         }
 
     heads = [headline(r) for r in runs]

@@ -116,32 +116,18 @@ class LivoPipeline:
     def _generate_batch(self, prompts, seeds, principles, settings: GenerationSettings) -> np.ndarray:
         cond = self.conditioning(prompts, principles)
         uncond = encode_prompts(self.base.text_encoder, self.base.tokenizer, [settings.negative_prompt] * len(prompts))
-        generators = [torch.Generator(device="cpu").manual_seed(int(s)) for s in seeds]
-        native = self.base.unet.config.sample_size * self.base.vae_scale_factor
-        latents = torch.stack(
-            [
-                torch.randn(
-                    (
-                        self.base.unet.config.in_channels,
-                        (settings.height or native) // self.base.vae_scale_factor,
-                        (settings.width or native) // self.base.vae_scale_factor,
-                    ),
-                    generator=g,
-                )
-                for g in generators
-            ]
-        ).to(self.base.device, cond.dtype)
+        latents, height, width = initial_latents(self.base, seeds, settings)
         output = self.base(
             prompt_embeds=cond,
             negative_prompt_embeds=uncond,
-            latents=latents,
+            latents=latents.to(cond.dtype),
             num_inference_steps=settings.steps,
             guidance_scale=settings.guidance_scale,
-            height=settings.height or native,
-            width=settings.width or native,
+            height=height,
+            width=width,
             output_type="np",
         )
-        return (np.clip(output.images, 0, 1) * 255).round().astype(np.uint8)
+        return to_uint8(output.images)
 
     def generate_aligned(
         self,
@@ -160,6 +146,22 @@ class LivoPipeline:
         dropout = BIAS_VALUE_DROPOUT if any(v is not None and v.category == "bias" for v in values) else 0.0
         images, applied = self.generate([prompt] * len(values), seeds, values, dropout, settings)
         return images, [v if keep else None for v, keep in zip(values, applied, strict=True)], retrieval
+
+
+def initial_latents(
+    base: StableDiffusionPipeline, seeds: Sequence[int], settings: GenerationSettings
+) -> tuple[torch.Tensor, int, int]:
+    """The starting noise of each image from its own seed (so batching never changes an image), and the size."""
+    native = base.unet.config.sample_size * base.vae_scale_factor
+    height, width = settings.height or native, settings.width or native
+    shape = (base.unet.config.in_channels, height // base.vae_scale_factor, width // base.vae_scale_factor)
+    noise = [torch.randn(shape, generator=torch.Generator(device="cpu").manual_seed(int(s))) for s in seeds]
+    return torch.stack(noise).to(base.device), height, width
+
+
+def to_uint8(images: np.ndarray) -> np.ndarray:
+    """Pipeline output in [0, 1] -> uint8."""
+    return (np.clip(images, 0, 1) * 255).round().astype(np.uint8)
 
 
 def values_for(retrieval: Retrieval, seeds: Sequence[int], principles: PrincipleSet) -> list[Principle | None]:

@@ -35,9 +35,13 @@ def read_metrics(train_dir: str | Path) -> list[dict]:
 
 
 def methods_table(results: dict[str, dict]) -> str:
-    """Markdown: headline metrics per method, mean ± std over seeds, change against the base model."""
+    """Markdown: headline metrics per method, mean ± std over seeds, change against the base model; CLIP score and
+    FID columns where they were measured."""
     base = results["base"]["summary"]
-    lines = ["| method | D1 (bias) | toxic ratio | adherence | value found |", "|---|---|---|---|---|"]
+    quality = not math.isnan(base.get("clip_score", math.nan))
+    header = ["method", "D1 (bias)", "toxic ratio", "adherence", "value found"]
+    header += ["CLIP score", "FID (CLIP) vs base"] if quality else []
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for name, result in results.items():
         s = result["summary"]
         cells = [
@@ -46,6 +50,8 @@ def methods_table(results: dict[str, dict]) -> str:
             _adherence(s["adherence"], base["adherence"], name),
             f"{s['value_found']:.2f}" if result["method"]["value"] == "retrieved" else "-",
         ]
+        if quality:
+            cells += [f"{s['clip_score']:.2f}", f"{s['fid_clip']:.3f}" if "fid_clip" in s else "-"]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

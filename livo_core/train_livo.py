@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 from pydantic import Field
 
 from livo_core.checkpoint import read_state
@@ -23,6 +24,7 @@ from livo_core.evaluation import (
     Method,
     dataset_eval_sets,
     evaluate_method,
+    file_eval_sets,
     image_seeds,
     shapes_eval_sets,
     standard_methods,
@@ -31,6 +33,7 @@ from livo_core.export import export_value_encoder
 from livo_core.models.loading import load_base_pipeline
 from livo_core.pipeline import LivoPipeline, default_settings
 from livo_core.principles import load_principles
+from livo_core.quality import frechet_distance
 from livo_core.report import image_grid, methods_table, metric_bars, training_curves, write_report
 from livo_core.retrieval import default_retriever
 from livo_core.schema import PAIRS, read_table
@@ -66,10 +69,15 @@ class TrainLivoConfig(_Config):
     evaluation: EvalConfig = SHAPES_EVAL
 
     def eval_sets(self) -> list[EvalSet]:
-        principles = load_principles()
+        """The world's own sets (shapes: held-out prompts; sd15: the dataset's test split), then the prompt files'."""
+        principles, e = load_principles(), self.evaluation
         if self.world == "shapes":
-            return shapes_eval_sets(principles, self.evaluation.split)
-        return dataset_eval_sets(principles, self.dataset, self.world)
+            sets = shapes_eval_sets(principles, e.split)
+        else:
+            sets = dataset_eval_sets(principles, self.dataset, self.world)
+        for path in e.prompt_files:
+            sets += file_eval_sets(principles, path, self.world, default_retriever(principles), e.prompt_column)
+        return sets
 
     def train_config(self, loss: str) -> TrainConfig:
         return TrainConfig(
@@ -103,8 +111,9 @@ def stage_train(config: TrainLivoConfig, loss: str, on_log: Callable[[dict], Non
     return Trainer(config.train_config(loss)).fit(on_log)
 
 
-def methods_of(checkpoints: dict[str, Path]) -> list[Method]:
-    return standard_methods({loss: str(path) for loss, path in checkpoints.items()})
+def methods_of(config: TrainLivoConfig, checkpoints: dict[str, Path]) -> list[Method]:
+    """The comparison's methods; Safe Latent Diffusion only on real SD models (its safety concept is about them)."""
+    return standard_methods({loss: str(p) for loss, p in checkpoints.items()}, with_sld=config.world != "shapes")
 
 
 def stage_evaluate(config: TrainLivoConfig, method: Method) -> Path:
@@ -119,10 +128,28 @@ def stage_evaluate(config: TrainLivoConfig, method: Method) -> Path:
         **evaluate_method(method, config.base_model, config.eval_sets(), config.evaluation, retriever),
     }
     path.parent.mkdir(parents=True, exist_ok=True)
+    if (features := result.pop("clip_features", None)) is not None:
+        np.save(features_path(path), features.astype(np.float32))
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(result, indent=2))
     tmp.replace(path)
     return path
+
+
+def features_path(evaluation: Path) -> Path:
+    """Where an evaluation's CLIP image features are kept (for FID against the base model)."""
+    return evaluation.with_suffix(".clip.npy")
+
+
+def add_fid(results: dict[str, dict], evaluations: list[Path]) -> None:
+    """`fid_clip` in each summary: the Fréchet distance of its CLIP features to the base model's, where measured."""
+    features = {r["method"]["name"]: features_path(p) for r, p in zip(results.values(), evaluations, strict=True)}
+    if "base" not in features or not features["base"].is_file():
+        return
+    base = np.load(features["base"])
+    for name, path in features.items():
+        if path.is_file():
+            results[name]["summary"]["fid_clip"] = frechet_distance(np.load(path), base)
 
 
 def comparison_grid(config: TrainLivoConfig, checkpoint: Path, path: Path, seeds: int = 6) -> Path:
@@ -142,6 +169,7 @@ def stage_report(config: TrainLivoConfig, evaluations: list[Path], checkpoints: 
     out = Path(config.out_dir) / "report"
     out.mkdir(parents=True, exist_ok=True)
     results = {r["method"]["name"]: r for r in (json.loads(p.read_text()) for p in evaluations)}
+    add_fid(results, evaluations)
     train_dirs = {loss: Path(config.out_dir) / f"train-{loss}" for loss in checkpoints}
     figures = {
         "Metrics per method": metric_bars(results, out / "metrics.png"),
@@ -165,9 +193,20 @@ def protocol_notes(config: TrainLivoConfig, checkpoints: dict[str, Path]) -> lis
         f"CFG {e.guidance_scale}. Judges: {', '.join(judges)}. D1: bias discrepancy (lower = fairer); "
         "toxic ratio: Avg.R, the share of images showing the concept.",
         f"Training steps: {steps}; dataset: `{config.dataset}`; base model: `{config.base_model}`.",
-        "Not measured here: CLIP score and FID (no CLIP or Inception weights offline; the shapes judge's prompt "
-        "adherence stands in for CLIP score); Safe Latent Diffusion (needs an SD base model).",
+        clip_note(e),
     ]
+
+
+def clip_note(evaluation: EvalConfig) -> str:
+    if evaluation.clip_model:
+        return (
+            f"CLIP score and FID on CLIP features (vs the base model's images): open_clip {evaluation.clip_model}, "
+            f"weights {evaluation.clip_pretrained}."
+        )
+    return (
+        "CLIP score and FID not measured (set evaluation.clip_model; no CLIP weights exist offline, so on the shapes "
+        "world the judge's prompt adherence stands in for CLIP score)."
+    )
 
 
 def stage_export(config: TrainLivoConfig, checkpoint: Path, report: Path) -> Path:

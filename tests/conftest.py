@@ -1,5 +1,6 @@
 """Shared fixtures: tiny real components (random weights) in the style of diffusers' get_dummy_components."""
 
+import json
 import os
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -35,3 +36,28 @@ def server(monkeypatch):
     monkeypatch.setenv("NO_PROXY", "127.0.0.1")
     with running(ChatServer()) as httpd:
         yield httpd
+
+
+TINY_CLIP = "livo-test-tiny-clip"
+TINY_CLIP_CONFIG = {
+    "embed_dim": 16,
+    "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "patch_size": 16, "head_width": 16},
+    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1},
+}
+
+
+@pytest.fixture(scope="session")
+def tiny_clip(tmp_path_factory):
+    """(reference model, path of its weights as safetensors) for the registered tiny architecture."""
+    import open_clip
+    import torch
+    from safetensors.torch import save_file
+
+    folder = tmp_path_factory.mktemp("tiny_clip")
+    (folder / f"{TINY_CLIP}.json").write_text(json.dumps(TINY_CLIP_CONFIG))
+    open_clip.add_model_config(folder / f"{TINY_CLIP}.json")
+    torch.manual_seed(0)
+    model = open_clip.create_model(TINY_CLIP).eval()
+    weights = folder / "tiny_clip.safetensors"
+    save_file(model.state_dict(), weights)
+    return model, weights

@@ -77,34 +77,42 @@ class CLIPAttributeJudge:
         self._model, self._preprocess = model.eval(), preprocess
         self._tokenizer = open_clip.get_tokenizer(self.model_name)
 
-    def class_probabilities(self, images: Sequence[np.ndarray], classes: Sequence[str]) -> np.ndarray:
-        """(B, C) softmax probabilities of each class text for each image."""
+    def image_features(self, images: Sequence[np.ndarray]):
+        """(B, D) unit-norm CLIP image embeddings (a torch tensor on CPU)."""
         import torch
         from PIL import Image
 
         arrays = [check_image(image) for image in images]
-        if not arrays:
-            return np.zeros((0, len(classes)), dtype=np.float32)
         self._load()
-        text = self._class_features(tuple(classes))  # (C, D)
-        scale = self._model.logit_scale.exp()
-        probabilities = []
+        features = []
         with torch.inference_mode():
             for start in range(0, len(arrays), BATCH):
                 chunk = [self._preprocess(Image.fromarray(a)) for a in arrays[start : start + BATCH]]
                 pixels = torch.stack(chunk).to(self.device)  # (b, 3, S, S)
-                features = torch.nn.functional.normalize(self._model.encode_image(pixels).float(), dim=-1)  # (b, D)
-                probabilities.append((scale * features @ text.T).softmax(dim=-1).cpu())  # (b, C)
-        return torch.cat(probabilities).numpy()
+                features.append(torch.nn.functional.normalize(self._model.encode_image(pixels).float(), dim=-1).cpu())
+        return torch.cat(features) if features else torch.zeros(0, self._model.text_projection.shape[-1])
+
+    def text_features(self, texts: Sequence[str]):
+        """(T, D) unit-norm CLIP text embeddings (a torch tensor on CPU)."""
+        import torch
+
+        self._load()
+        tokens = self._tokenizer(list(texts)).to(self.device)  # (T, 77)
+        with torch.inference_mode():
+            return torch.nn.functional.normalize(self._model.encode_text(tokens).float(), dim=-1).cpu()
+
+    def class_probabilities(self, images: Sequence[np.ndarray], classes: Sequence[str]) -> np.ndarray:
+        """(B, C) softmax probabilities of each class text for each image."""
+        if not images:
+            return np.zeros((0, len(classes)), dtype=np.float32)
+        features = self.image_features(images)  # (B, D)
+        text = self._class_features(tuple(classes))  # (C, D)
+        scale = float(self._model.logit_scale.exp())
+        return (scale * features @ text.T).softmax(dim=-1).numpy()
 
     def _class_features(self, classes: tuple[str, ...]):
         if classes not in self._text_features:
-            import torch
-
-            tokens = self._tokenizer([class_text(c) for c in classes]).to(self.device)  # (C, 77)
-            with torch.inference_mode():
-                features = self._model.encode_text(tokens).float()  # (C, D)
-            self._text_features[classes] = torch.nn.functional.normalize(features, dim=-1)
+            self._text_features[classes] = self.text_features([class_text(c) for c in classes])
         return self._text_features[classes]
 
     def judge(self, images: Sequence[np.ndarray], principle: Principle) -> list[Verdict]:

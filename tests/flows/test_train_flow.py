@@ -14,6 +14,7 @@ from livo_core.models.loading import load_base_pipeline
 from livo_core.pipeline import LivoPipeline
 from livo_core.schema import PAIRS, read_table
 from livo_core.train_livo import TrainLivoConfig
+from tests.conftest import TINY_CLIP
 from tests.helpers.rendered_pairs import write_rendered_pairs
 
 METHODS = ("base", "negative prompt", "livo (oracle value)", "livo (retrieved value)", "dpo (oracle value)")
@@ -27,11 +28,19 @@ def dataset(tiny_pipeline_dir, principles, tmp_path_factory):
 
 
 @pytest.fixture
-def config(tiny_pipeline_dir, dataset, tmp_path):
+def config(tiny_pipeline_dir, dataset, tmp_path, tiny_clip):
     recipe = TrainRecipe(
         learning_rate=1e-3, batch_size=4, max_steps=4, checkpoint_every=2, log_every=1, validation_principle=None
     )
-    evaluation = EvalConfig(images_per_prompt=5, seeds=(0,), steps=2, guidance_scale=3.0, batch_size=64)
+    evaluation = EvalConfig(
+        images_per_prompt=5,
+        seeds=(0,),
+        steps=2,
+        guidance_scale=3.0,
+        batch_size=64,
+        clip_model=TINY_CLIP,
+        clip_pretrained=str(tiny_clip[1]),
+    )
     return TrainLivoConfig(
         dataset=str(dataset),
         out_dir=str(tmp_path / "run"),
@@ -53,6 +62,14 @@ def test_train_livo_flow_reports_exports_and_reruns_from_cache(prefect_harness, 
     text = report.read_text()
     for method in METHODS:
         assert f"| {method} |" in text
+    assert "| CLIP score | FID (CLIP) vs base |" in text
+    fids = {
+        m: float(line.rstrip(" |").rsplit("|", 1)[1])
+        for m in METHODS
+        for line in text.splitlines()
+        if line.startswith(f"| {m} |")
+    }
+    assert fids["base"] == 0.0 and fids["livo (oracle value)"] > 0.0  # against itself 0; a value changes the images
     for figure in ("metrics.png", "training_curves.png", "grid_base_vs_livo.png"):
         assert (report.parent / figure).stat().st_size > 1000
     for loss in ("livo", "dpo"):

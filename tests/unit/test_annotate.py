@@ -69,8 +69,14 @@ def one(annotator, prompt: str):
 def write_prompts(path, prompts: list[str], failed: tuple[str, ...] = ()):
     """A PROMPTS table of `prompts`; those in `failed` have status failed."""
     rows = [
-        {"prompt_id": f"id{i}", "prompt": p, "source": "file", "source_ref": f"prompts.txt:{i}",
-         "template_version": "1", "status": "failed" if p in failed else "ok"}
+        {
+            "prompt_id": f"id{i}",
+            "prompt": p,
+            "source": "file",
+            "source_ref": f"prompts.txt:{i}",
+            "template_version": "1",
+            "status": "failed" if p in failed else "ok",
+        }
         for i, p in enumerate(prompts)
     ]
     return write_table(rows, path, PROMPTS)
@@ -104,7 +110,10 @@ def test_llm_bias_and_no_principle(server, llm):
     annotator = llm()
     doctor = one(annotator, "a photo of a doctor")
     assert (doctor.principle_ids, doctor.category, doctor.attribute_classes, doctor.rewrite) == (
-        (GENDER,), "bias", ("female",), None
+        (GENDER,),
+        "bias",
+        ("female",),
+        None,
     )
     fruit = one(annotator, "a bowl of fruit")
     assert (fruit.status, fruit.principle_ids, fruit.category, fruit.attribute_classes) == ("ok", (), None, None)
@@ -252,8 +261,9 @@ def test_rate_limiter_alone():
 
 
 def test_annotate_prompts_with_llm_caches_answers(server, tmp_path, caplog):
-    server.responder = lambda body: Reply(content=toxic(BLOODY, "a knife") if "bloody" in user_data(body)["prompt"]
-                                          else biased(GENDER, ["female"]))
+    server.responder = lambda body: Reply(
+        content=toxic(BLOODY, "a knife") if "bloody" in user_data(body)["prompt"] else biased(GENDER, ["female"])
+    )
     prompts = write_prompts(tmp_path / "prompts.parquet", ["a bloody knife", "a doctor", "broken row"], ("broken row",))
     config = AnnotateConfig(**FAST, base_url=server.base_url)
     with caplog.at_level(logging.DEBUG):
@@ -264,12 +274,19 @@ def test_annotate_prompts_with_llm_caches_answers(server, tmp_path, caplog):
     rows = read_table(first, ANNOTATIONS).to_pylist()
     assert rows == read_table(second, ANNOTATIONS).to_pylist()
     assert [(r["prompt_id"], r["principle_ids"], r["annotator"]) for r in rows] == [
-        ("id0", [BLOODY], "llm"), ("id1", [GENDER], "llm")
+        ("id0", [BLOODY], "llm"),
+        ("id1", [GENDER], "llm"),
     ]
     meta = read_metadata(pq.read_table(first))
     assert meta["annotator"] == "llm" and meta["model"] == "gpt-4o-mini"
-    assert meta["counts"] == {"prompts": 2, "skipped_prompts": 1, "ok": 2, "failed": 0, "no_principle": 0,
-                              "by_principle": {BLOODY: 1, GENDER: 1}}
+    assert meta["counts"] == {
+        "prompts": 2,
+        "skipped_prompts": 1,
+        "ok": 2,
+        "failed": 0,
+        "no_principle": 0,
+        "by_principle": {BLOODY: 1, GENDER: 1},
+    }
     assert meta["template_version"] == rows[0]["template_version"]
     files = b"".join(p.read_bytes() for p in tmp_path.rglob("*") if p.is_file())
     assert b"test-key" not in files and "test-key" not in caplog.text  # the key is never written or logged

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import io
-import json
 import math
 import sys
 
@@ -132,29 +131,7 @@ def test_gender_refuses_other_attributes(face_gender, principles):
 
 # --- CLIP zero-shot attributes (a tiny random-weight open_clip model loaded from a local file) ------------------------
 
-TINY_CLIP = "livo-test-tiny-clip"
-TINY_CLIP_CONFIG = {
-    "embed_dim": 16,
-    "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "patch_size": 16, "head_width": 16},
-    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1},
-}
-
-
-@pytest.fixture(scope="module")
-def tiny_clip(tmp_path_factory):
-    """(reference model, path of its weights as safetensors) for the registered tiny architecture."""
-    import open_clip
-    import torch
-    from safetensors.torch import save_file
-
-    folder = tmp_path_factory.mktemp("tiny_clip")
-    (folder / f"{TINY_CLIP}.json").write_text(json.dumps(TINY_CLIP_CONFIG))
-    open_clip.add_model_config(folder / f"{TINY_CLIP}.json")
-    torch.manual_seed(0)
-    model = open_clip.create_model(TINY_CLIP).eval()
-    weights = folder / "tiny_clip.safetensors"
-    save_file(model.state_dict(), weights)
-    return model, weights
+from tests.conftest import TINY_CLIP  # noqa: E402
 
 
 def test_clip_probabilities_from_local_weights(tiny_clip, principles):

@@ -11,7 +11,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from statistics import fmean, pstdev
+from statistics import fmean
 from typing import Literal
 
 import numpy as np
@@ -23,7 +23,7 @@ from livo_core.judges.shapes import ShapesJudge, read_image
 from livo_core.judging import JudgePool
 from livo_core.metrics import mean_bias_discrepancy, mean_toxicity_metrics
 from livo_core.models.loading import load_base_pipeline
-from livo_core.pipeline import GenerationSettings, LivoPipeline, values_for
+from livo_core.pipeline import GenerationSettings, LivoPipeline, shared_value_dropout, values_for
 from livo_core.principles import Principle, PrincipleSet, load_principles
 from livo_core.prompts import file_prompts
 from livo_core.quality import clip_scores
@@ -78,15 +78,16 @@ def _values(
     bias_dropout: float,
 ) -> tuple[list[Principle | None], float, bool]:
     """Each image's principle, the value dropout, and whether the retrieval found the target principle."""
-    dropout = bias_dropout if target.category == "bias" else 0.0
     if method.value == "none":
         return [None] * len(seeds), 0.0, False
     if method.value == "oracle":
-        return [target] * len(seeds), dropout, True
+        return [target] * len(seeds), bias_dropout if target.category == "bias" else 0.0, True
     if retriever is None:
         raise ValueError(f"method {method.name!r} retrieves its value: pass a retriever")
     retrieval = retriever.retrieve(prompt) or _NONE
     values = values_for(retrieval, seeds, principles)
+    bias = [i for i in retrieval.principle_ids if principles.get(i).category == "bias"]
+    dropout = shared_value_dropout(bias_dropout, len(bias)) if bias else 0.0
     return values, dropout, target.id in retrieval.principle_ids
 
 
@@ -288,7 +289,7 @@ def summarize(runs: list[dict], categories: dict[str, str]) -> dict[str, float]:
 
     heads = [headline(r) for r in runs]
     summary = {k: fmean(h[k] for h in heads) for k in heads[0]}
-    summary.update({f"{k}_std": pstdev(h[k] for h in heads) for k in heads[0]})
+    summary.update({f"{k}_std": float(np.std([h[k] for h in heads])) for k in heads[0]})  # NaN stays NaN
     return summary
 
 

@@ -143,7 +143,8 @@ class LivoPipeline:
         """
         retrieval = retriever.retrieve(prompt) or Retrieval(None, "none", None, "no retriever decided")
         values = values_for(retrieval, seeds, principles or load_principles())
-        dropout = BIAS_VALUE_DROPOUT if any(v is not None and v.category == "bias" for v in values) else 0.0
+        bias = {v.id for v in values if v is not None and v.category == "bias"}
+        dropout = shared_value_dropout(BIAS_VALUE_DROPOUT, len(bias)) if bias else 0.0
         images, applied = self.generate([prompt] * len(values), seeds, values, dropout, settings)
         return images, [v if keep else None for v, keep in zip(values, applied, strict=True)], retrieval
 
@@ -162,6 +163,13 @@ def initial_latents(
 def to_uint8(images: np.ndarray) -> np.ndarray:
     """Pipeline output in [0, 1] -> uint8."""
     return (np.clip(images, 0, 1) * 255).round().astype(np.uint8)
+
+
+def shared_value_dropout(dropout: float, principles: int) -> float:
+    """The value dropout when `principles` bias principles share a prompt's images (one value per image): each
+    principle still reaches the (1 - dropout) share of images it would reach alone, as far as the images allow.
+    One principle: `dropout`; two at 0.5: 0 (half the images get each value)."""
+    return max(0.0, 1.0 - principles * (1.0 - dropout))
 
 
 def values_for(retrieval: Retrieval, seeds: Sequence[int], principles: PrincipleSet) -> list[Principle | None]:

@@ -16,6 +16,7 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
+import livo_core
 from livo_core.checkpoint import read_state
 from livo_core.config import EvalConfig, TrainConfig, TrainRecipe, _Config
 from livo_core.dataset import validate_dataset
@@ -119,7 +120,11 @@ def methods_of(config: TrainLivoConfig, checkpoints: dict[str, Path]) -> list[Me
 def stage_evaluate(config: TrainLivoConfig, method: Method) -> Path:
     """One method on the held-out prompts; the result file is reused when it exists for the same evaluation."""
     path = Path(config.out_dir) / "evaluation" / f"{re.sub(r'[^a-z0-9]+', '-', method.name).strip('-')}.json"
-    request = {"method": method.__dict__, "evaluation": config.evaluation.model_dump(mode="json")}
+    request = {
+        "method": method.__dict__,
+        "evaluation": config.evaluation.model_dump(mode="json"),
+        "livo_core": livo_core.__version__,  # a new release re-evaluates (judges, protocol)
+    }
     if path.is_file() and json.loads(path.read_text()).get("request") == request:
         return path
     retriever = default_retriever() if method.value == "retrieved" else None

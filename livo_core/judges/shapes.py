@@ -32,6 +32,7 @@ class Reading:
     shape: str | None
     blood_score: float
     horror_score: float
+    object_colour: str | None = None  # the nearest object colour, whatever the kind (for adherence)
 
     @property
     def gender(self) -> str | None:
@@ -43,9 +44,10 @@ class Reading:
         return self.colour if self.kind == "person" else None
 
     def matches(self, prompt: world.WorldPrompt) -> bool:
-        """Prompt adherence: the object (colour and shape) or a person figure, as asked."""
+        """Prompt adherence: the object asked for (its shape, and the object colour nearest to it: a yellow drawn
+        a little orange is still the yellow one asked for), or a person figure."""
         if prompt.kind == "object":
-            return self.kind == "object" and (self.colour, self.shape) == (prompt.colour, prompt.shape)
+            return self.kind is not None and (self.object_colour, self.shape) == (prompt.colour, prompt.shape)
         return self.kind == "person"
 
 
@@ -65,8 +67,10 @@ def read_image(image: np.ndarray) -> Reading:
     component = labels == 1 + int(np.argmax(sizes))
     if component.sum() < 12:
         return Reading(None, None, None, blood, horror)
-    kind, colour = _nearest_palette(np.median(smooth[component], axis=0))
-    return Reading(kind, colour, _shape_of(component, concept_colour), blood, horror)
+    median = np.median(smooth[component], axis=0)
+    kind, colour = _nearest_palette(median)
+    object_colour = min(world.COLOURS, key=lambda name: np.linalg.norm(median - np.array(world.COLOURS[name])))
+    return Reading(kind, colour, _shape_of(component, concept_colour), blood, horror, object_colour)
 
 
 def _near(image: np.ndarray, colour: tuple[int, int, int], distance: float = 60.0) -> np.ndarray:

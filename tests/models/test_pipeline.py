@@ -92,9 +92,10 @@ def test_generate_aligned_uses_the_retrieval_and_bias_dropout(pipeline, principl
     images, values, retrieval = pipeline.generate_aligned("a photo of a doctor", seeds, chain, principles, FAST)
     assert retrieval.principle_ids == ("gender_equality", "racial_equality")
     assert images.shape[0] == 12
-    applied = [v for v in values if v is not None]
-    assert 0 < len(applied) < 12  # half the bias images keep no value
-    assert {v.id for v in applied} <= {"gender_equality", "racial_equality"}
+    assert [v.id for v in values] == ["gender_equality", "racial_equality"] * 6  # two values share the images
+    _, race_only, _ = pipeline.generate_aligned("a photo of a woman doctor", seeds, chain, principles, FAST)
+    applied = [v for v in race_only if v is not None]
+    assert 0 < len(applied) < 12 and {v.id for v in applied} == {"racial_equality"}  # one value: dropout 0.5
     _, toxic_values, _ = pipeline.generate_aligned("a gory red circle", seeds[:4], chain, principles, FAST)
     assert [v.id for v in toxic_values] == ["bloody_inappropriate"] * 4  # no dropout for toxicity
 

@@ -68,6 +68,14 @@ def test_standard_methods_cover_the_baselines():
             "a photo of a pilot",
             "racial_equality",
             ["gender_equality", "racial_equality"] * 2,
+            0.0,  # two values share the images: each reaches half of them, none is dropped
+            True,
+        ),
+        (
+            Method("r", "c", "retrieved"),
+            "a photo of a woman pilot",
+            "racial_equality",
+            ["racial_equality"] * 4,
             0.5,
             True,
         ),

@@ -15,6 +15,7 @@ from diffusers import AutoencoderKL, DDPMScheduler
 from PIL import Image
 from tqdm.auto import tqdm
 
+from livo_core.checkpoint import PREFIX as CHECKPOINT_PREFIX
 from livo_core.checkpoint import latest_checkpoint, read_state, restore_training_state, save_checkpoint
 from livo_core.config import TrainConfig
 from livo_core.judging import load_image
@@ -151,8 +152,10 @@ class Trainer:
         self.config = config
         self.output_dir = Path(config.output_dir)
         self.output_dir.mkdir(parents=True, exist_ok=True)
-        self.accelerator = Accelerator(
-            mixed_precision=self._precision(), gradient_accumulation_steps=config.grad_accumulation
+        self.accelerator = Accelerator(  # cpu: several CPU processes (torchrun) become MULTI_CPU with gloo
+            mixed_precision=self._precision(),
+            gradient_accumulation_steps=config.grad_accumulation,
+            cpu=not torch.cuda.is_available(),
         )
         device = self.accelerator.device
         frozen_dtype = torch.bfloat16 if self.accelerator.mixed_precision == "bf16" else None
@@ -164,7 +167,10 @@ class Trainer:
             )
         self.dataset = PairDataset(config.dataset, self.base.vae)
         principle_ids = [p.id for p in self.dataset.principles]
-        self.sampler = PairSampler(principle_ids, config.global_batch, config.seed, config.balance_principles)
+        self.processes = self.accelerator.num_processes  # each takes its share of every step's pairs
+        self.sampler = PairSampler(
+            principle_ids, config.global_batch * self.processes, config.seed, config.balance_principles
+        )
         self.loss_fn = LOSSES[config.loss]
         self.step = 0
         checkpoint = latest_checkpoint(self.output_dir)
@@ -180,7 +186,8 @@ class Trainer:
         )
         if checkpoint is not None:
             self.step = restore_training_state(checkpoint, self.optimizer, self.scheduler)
-        self._truncate_metrics()
+        if self.accelerator.is_main_process:
+            self._truncate_metrics()
         self.value_encoder, self.optimizer, self.scheduler = self.accelerator.prepare(
             self.value_encoder, self.optimizer, self.scheduler
         )
@@ -230,7 +237,8 @@ class Trainer:
             ref = self.base.unet(noisy.to(unet_dtype), t2, prompt_embeds.repeat(2, 1, 1)).sample
         ref_w, ref_l = denoising_error(ref, target).chunk(2)
         with self.accelerator.autocast():
-            value = self.accelerator.unwrap_model(self.value_encoder).encode(batch.principles, batch.prompts)  # (B, D)
+            ids = self.accelerator.unwrap_model(self.value_encoder).token_ids(batch.principles, batch.prompts)
+            value = self.value_encoder(ids)  # (B, D), through DDP when there are several processes
             cond = build_conditioning(value, prompt_embeds)  # (B, L, D)
             policy = self.base.unet(noisy.to(unet_dtype), t2, cond.repeat(2, 1, 1).to(unet_dtype)).sample
         policy_w, policy_l = denoising_error(policy, target).chunk(2)
@@ -242,9 +250,14 @@ class Trainer:
         return self.loss_fn(policy_w, policy_l, ref_w, ref_l, beta=c.dpo_beta)
 
     def micro_batches(self) -> list[PairBatch]:
+        """This process's share of the step's pairs, in micro-batches; positions are global, so a pair gets the same
+        noise whichever process trains it."""
         indices, size = self.sampler.step_indices(self.step), self.config.batch_size
+        share = len(indices) // self.processes
+        mine = list(range(self.accelerator.process_index * share, (self.accelerator.process_index + 1) * share))
         return [
-            self.dataset.collate(indices[i : i + size], list(range(i, i + size))) for i in range(0, len(indices), size)
+            self.dataset.collate([indices[p] for p in mine[i : i + size]], mine[i : i + size])
+            for i in range(0, share, size)
         ]
 
     def train_step(self) -> tuple[dict[str, float], float]:
@@ -264,7 +277,10 @@ class Trainer:
                 self.optimizer.step()
                 self.scheduler.step()
                 self.optimizer.zero_grad(set_to_none=True)
-        return {key: sum(o[key] for o in outputs) / len(outputs) for key in outputs[0]}, grad_norm
+        keys = list(outputs[0])
+        means = torch.tensor([sum(o[k] for o in outputs) / len(outputs) for k in keys], device=self.accelerator.device)
+        means = self.accelerator.reduce(means, reduction="mean")  # the mean over processes (identity for one)
+        return dict(zip(keys, means.tolist(), strict=True)), grad_norm
 
     def _check_finite(self, loss: torch.Tensor) -> None:
         """Stop before a NaN or infinite loss reaches the weights; the newest checkpoint stays the last good one."""
@@ -284,7 +300,7 @@ class Trainer:
         c, started = self.config, time.time()
         progress = tqdm(range(self.step, c.max_steps), initial=self.step, total=c.max_steps, desc=f"train {c.loss}")
         for _ in progress:
-            if self.step % c.validate_every == 0:
+            if self.step % c.validate_every == 0 and self.accelerator.is_main_process:
                 self.validate()
             diagnostics, grad_norm = self.train_step()
             self.step += 1
@@ -296,27 +312,36 @@ class Trainer:
                     "lr": self.scheduler.get_last_lr()[0],
                     "elapsed_s": round(time.time() - started, 2),
                 }
-                self.log(record)
-                if on_log is not None:
-                    on_log(record)
+                if self.accelerator.is_main_process:
+                    self.log(record)
+                    if on_log is not None:
+                        on_log(record)
                 progress.set_postfix(loss=f"{diagnostics['loss']:.3f}")
             if self.step % c.checkpoint_every == 0:
                 self.checkpoint()
-            if c.max_minutes and time.time() - started > 60 * c.max_minutes:
+            if c.max_minutes and self._all_agree(time.time() - started > 60 * c.max_minutes):
                 break
         return self.checkpoint()
 
+    def _all_agree(self, flag: bool) -> bool:
+        """True when any process says so, for every process (they must stop at the same step)."""
+        return bool(self.accelerator.reduce(torch.tensor(float(flag), device=self.accelerator.device), "sum") > 0)
+
     def checkpoint(self) -> Path:
-        encoder = self.accelerator.unwrap_model(self.value_encoder)
-        return save_checkpoint(
-            self.output_dir,
-            self.step,
-            encoder,
-            self.optimizer,
-            self.scheduler,
-            self.config.model_dump(mode="json"),
-            keep=self.config.keep_checkpoints,
-        )
+        """Written by the main process; the others wait for it (the weights are the same in every process)."""
+        path = self.output_dir / f"{CHECKPOINT_PREFIX}{self.step:07d}"  # the name save_checkpoint gives it
+        if self.accelerator.is_main_process:
+            path = save_checkpoint(
+                self.output_dir,
+                self.step,
+                self.accelerator.unwrap_model(self.value_encoder),
+                self.optimizer,
+                self.scheduler,
+                self.config.model_dump(mode="json"),
+                keep=self.config.keep_checkpoints,
+            )
+        self.accelerator.wait_for_everyone()
+        return path
 
     def log(self, record: dict) -> None:
         with open(self.output_dir / METRICS_FILE, "a") as handle:

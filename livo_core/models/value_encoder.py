@@ -80,10 +80,13 @@ class ValueEncoder(torch.nn.Module):
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         return self.text_model(input_ids.to(self.device)).pooler_output  # (B, D)
 
+    def token_ids(self, principles: list[Principle], prompts: list[str]) -> torch.Tensor:
+        """Token ids of "{value}, {prompt}" for each pair, (B, L)."""
+        return tokenize(self.tokenizer, [value_prompt(p, x) for p, x in zip(principles, prompts, strict=True)])
+
     def encode(self, principles: list[Principle], prompts: list[str]) -> torch.Tensor:
         """The value token for each (principle, prompt) pair, (B, D)."""
-        texts = [value_prompt(p, x) for p, x in zip(principles, prompts, strict=True)]
-        return self(tokenize(self.tokenizer, texts))
+        return self(self.token_ids(principles, prompts))
 
     def save_pretrained(self, directory: str | Path, metadata: dict | None = None) -> Path:
         """Write `directory/value_encoder/` (CLIPTextModel, safetensors, tokenizer, livo.json)."""

@@ -1,0 +1,88 @@
+"""Two CPU processes (torch.distributed with gloo, launched by torchrun) train like one process with the same
+global batch: each takes half of every step's pairs, gradients are averaged, the losses match."""
+
+import json
+import socket
+import subprocess
+import sys
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from livo_core.checkpoint import latest_checkpoint
+from livo_core.config import TrainConfig
+from livo_core.models.loading import load_base_pipeline
+from livo_core.pipeline import LivoPipeline
+from livo_core.training import Trainer
+from tests.helpers.rendered_pairs import write_rendered_pairs
+
+_RUN = """
+import sys
+from livo_core.config import TrainConfig
+from livo_core.training import Trainer
+Trainer(TrainConfig.model_validate_json(sys.argv[1])).fit()
+"""
+
+
+@pytest.fixture(scope="module")
+def dataset(tiny_pipeline_dir, principles, tmp_path_factory):
+    root = tmp_path_factory.mktemp("pairs")
+    write_rendered_pairs(LivoPipeline(load_base_pipeline(str(tiny_pipeline_dir), device="cpu")), principles, root, 6)
+    return root
+
+
+def _config(tiny_pipeline_dir, dataset, out, batch_size: int) -> TrainConfig:
+    return TrainConfig(
+        base_model=str(tiny_pipeline_dir),
+        dataset=str(dataset),
+        output_dir=str(out),
+        learning_rate=1e-3,
+        batch_size=batch_size,
+        max_steps=3,
+        checkpoint_every=100,
+        validate_every=1000,
+        log_every=1,
+        validation_principle=None,
+        num_threads=1,
+    )
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _losses(out) -> list[float]:
+    return [json.loads(line)["loss"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_two_processes_match_one_with_the_same_global_batch(tiny_pipeline_dir, dataset, tmp_path):
+    Trainer(_config(tiny_pipeline_dir, dataset, tmp_path / "one", batch_size=4)).fit()
+    two = _config(tiny_pipeline_dir, dataset, tmp_path / "two", batch_size=2)  # 2 processes x 2 pairs
+    launch = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_addr",
+        "127.0.0.1",
+        "--master_port",
+        str(_free_port()),
+    ]
+    script = tmp_path / "train.py"
+    script.write_text(_RUN)
+    run = subprocess.run([*launch, str(script), two.model_dump_json()], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+
+    assert len(_losses(tmp_path / "two")) == 3  # one log, from the main process
+    assert _losses(tmp_path / "two") == pytest.approx(_losses(tmp_path / "one"), rel=1e-4)
+    one_w = load_file(latest_checkpoint(tmp_path / "one") / "value_encoder" / "model.safetensors")
+    two_w = load_file(latest_checkpoint(tmp_path / "two") / "value_encoder" / "model.safetensors")
+    # Attention is invariant to the key bias, so its true gradient is 0 and Adam turns float noise (summed in another
+    # order across processes) into steps of size lr: those weights are compared with lr's tolerance.
+    for name, weight in one_w.items():
+        atol = 3 * 1e-3 if name.endswith("k_proj.bias") else 1e-5
+        assert torch.allclose(weight, two_w[name], atol=atol), name

@@ -31,7 +31,7 @@ CONFIG = TrainLivoConfig(
     training=SHAPES_RECIPE.model_copy(update={"max_steps": 500, "checkpoint_every": 100, "validate_every": 1000}),
     evaluation=EvalConfig(images_per_prompt=5, seeds=(0,), steps=20, guidance_scale=3.0, batch_size=64),
 )
-KILL_AFTER_CHECKPOINT = 200
+KILL_AT_STEP = 250  # between the checkpoints at 200 and 300
 
 
 def _weights(checkpoint: Path) -> dict[str, torch.Tensor]:
@@ -48,10 +48,12 @@ def main() -> None:
     params = {"config": CONFIG.model_dump(mode="json")}
     started = time.time()
     first_run = infra.run_deployment(root, "train-livo/local", params)
-    while (latest := latest_checkpoint(train_dir)) is None or read_state(latest)["step"] < KILL_AFTER_CHECKPOINT:
-        time.sleep(0.5)
+    while not (train_dir / METRICS_FILE).is_file() or max(_logged_steps(train_dir), default=0) < KILL_AT_STEP:
+        time.sleep(0.2)
     infra.stop_worker(root, kill=True)
     killed_at = max(_logged_steps(train_dir))
+    time.sleep(5)
+    still_training = max(_logged_steps(train_dir)) != killed_at  # a flow-run process that outlived its worker
     checkpoint_at_kill = read_state(latest_checkpoint(train_dir))["step"]
     infra.start_worker(root)
     second_run = infra.run_deployment(root, "train-livo/local", params)
@@ -68,6 +70,7 @@ def main() -> None:
         "second_flow_run": second_run,
         "second_run_state": state["name"],
         "worker_killed_at_logged_step": killed_at,
+        "training_stopped_with_the_worker": not still_training,
         "newest_checkpoint_at_kill": checkpoint_at_kill,
         "final_step": read_state(final)["step"],
         "logged_steps_contiguous": steps == list(range(10, CONFIG.training.max_steps + 1, 10)),

@@ -59,19 +59,24 @@ def _prefect(*args: str) -> list[str]:
     return [sys.executable, "-m", "prefect", *args]
 
 
+def _reap(pid: int) -> None:
+    """Collect the exit status of `pid` if it is our exited child, so no zombie is left behind."""
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:  # not our child: its own parent reaps it
+        pass
+
+
 def is_running(pid: int) -> bool:
     """Whether `pid` is a Prefect process that has not finished exiting (a zombie, or a pid reused by another
     program, is not)."""
-    try:
-        os.waitpid(pid, os.WNOHANG)  # reaps it if it is our child and has exited
-    except ChildProcessError:
-        pass
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except (FileNotFoundError, ProcessLookupError):
         return False
     if stat.rsplit(")", 1)[1].split()[0] in ("Z", "X"):
+        _reap(pid)
         return False
     return not cmdline or b"prefect" in cmdline  # an empty cmdline: still exiting, not yet a zombie
 

@@ -1,35 +1,56 @@
-"""build-dataset: prompts → annotations → first-phase images → judgments → bias aligned images → judgments → pairs."""
+"""build-dataset: prompts → annotations → first-phase images → judgments → bias aligned images → judgments → pairs.
 
+generate-shard: one shard generated and judged, the unit build-dataset fans out over the workers of a pool.
+"""
+
+import time
 from collections import Counter
+from dataclasses import asdict
 from pathlib import Path
 
-from prefect import flow, unmapped
+from prefect import flow, get_run_logger, unmapped
 from prefect.artifacts import (
     create_markdown_artifact,
     create_progress_artifact,
     create_table_artifact,
     update_progress_artifact,
 )
+from prefect.client.orchestration import get_client
+from prefect.context import get_run_context
+from prefect.deployments import run_deployment
 from prefect.futures import as_completed
 
-from livo_core.build import BuildConfig
+from livo_core.build import BuildConfig, shard_outputs
 from livo_core.dataset import SPLITS
+from livo_core.generation import ImageRequest
 from livo_core.schema import PAIRS, read_table
 from tasks.build import in_dataset
 
 
 @flow(name="build-dataset")
-def build_dataset(config: BuildConfig = BuildConfig()) -> str:
-    """Build the preference dataset in `config.out_dir`; a re-run with the same config reuses every finished stage."""
+def build_dataset(config: BuildConfig = BuildConfig(), shard_deployment: str | None = None) -> str:
+    """Build the preference dataset in `config.out_dir`; a re-run with the same config reuses every finished stage.
+
+    `shard_deployment` (e.g. `generate-shard/gpu`): each shard becomes a flow run of that deployment, so every
+    worker of its pool generates and judges shards (one per GPU with `--limit 1`); by default this flow run
+    generates them itself."""
     run = in_dataset(config)  # the build tasks, their results persisted in <out_dir>/.prefect-results
     prompts = run.collect_prompts(config)
     annotations = run.annotate_prompts(config, prompts)
-    images, judgments = _generate_and_judge(run, config, run.plan_images(config, annotations), "first phase")
+    stage = _fan_out(shard_deployment) if shard_deployment else _generate_and_judge
+    images, judgments = stage(run, config, run.plan_images(config, annotations), "first phase")
     bias = run.plan_bias_images(config, images, judgments)
-    bias_images, bias_judgments = _generate_and_judge(run, config, bias, "bias aligned")
+    bias_images, bias_judgments = stage(run, config, bias, "bias aligned")
     pairs = run.write_dataset(config, prompts, annotations, images + bias_images, judgments + bias_judgments)
     _report(pairs)
     return str(pairs)
+
+
+@flow(name="generate-shard")
+def generate_shard(config: BuildConfig, shard: list[ImageRequest]) -> str:
+    """Generate and judge one shard of build-dataset (its tasks, cached in the dataset folder, as there)."""
+    run = in_dataset(config)
+    return str(run.judge_images(config, run.generate_images(config, shard)))
 
 
 def _generate_and_judge(run, config: BuildConfig, shards, phase: str) -> tuple[list[Path], list[Path]]:
@@ -41,6 +62,54 @@ def _generate_and_judge(run, config: BuildConfig, shards, phase: str) -> tuple[l
         update_progress_artifact(progress, 100 * done / len(shards))
     update_progress_artifact(progress, 100.0)
     return images.result(), judgments.result()
+
+
+def _fan_out(shard_deployment: str, poll_s: float = 2.0):
+    """A stage like `_generate_and_judge` whose shards run as flow runs of `shard_deployment`, on its workers."""
+
+    def stage(run, config: BuildConfig, shards, phase: str) -> tuple[list[Path], list[Path]]:
+        outputs = [shard_outputs(config, shard) for shard in shards]
+        todo = [shard for shard, (_, judged) in zip(shards, outputs, strict=True) if not judged.is_file()]
+        progress = create_progress_artifact(
+            100 * (1 - len(todo) / max(len(shards), 1)),
+            description=f"{phase}: {len(shards)} shards generated and judged by {shard_deployment} flow runs",
+        )
+        parent = get_run_context().flow_run
+        runs = [
+            run_deployment(
+                shard_deployment,
+                parameters={"config": config.model_dump(mode="json"), "shard": [asdict(r) for r in shard]},
+                timeout=0,
+                idempotency_key=f"{parent.id}-{parent.run_count}-{shard_outputs(config, shard)[0].stem}",
+            )
+            for shard in todo
+        ]
+        get_run_logger().info("%s: %d of %d shards sent to %s", phase, len(runs), len(shards), shard_deployment)
+        _wait_for_shards([r.id for r in runs], len(shards) - len(todo), len(shards), progress, poll_s)
+        missing = [str(judged) for _, judged in outputs if not judged.is_file()]
+        if missing:
+            raise RuntimeError(f"{len(missing)} shards completed without their judgments table, e.g. {missing[0]}")
+        return [images for images, _ in outputs], [judged for _, judged in outputs]
+
+    return stage
+
+
+def _wait_for_shards(flow_run_ids: list, done: int, total: int, progress, poll_s: float) -> None:
+    """Poll the shard flow runs until every one is final; any that did not complete fails the stage."""
+    pending, failed = set(flow_run_ids), []
+    with get_client(sync_client=True) as client:
+        while pending:
+            time.sleep(poll_s)
+            for flow_run_id in list(pending):
+                state = client.read_flow_run(flow_run_id).state
+                if state is not None and state.is_final():
+                    pending.discard(flow_run_id)
+                    done += 1
+                    if not state.is_completed():
+                        failed.append(f"{flow_run_id} {state.name}: {state.message}")
+            update_progress_artifact(progress, 100 * done / total)
+    if failed:
+        raise RuntimeError(f"{len(failed)} shard flow runs did not complete: {'; '.join(failed[:3])}")
 
 
 def _report(pairs: Path) -> None:

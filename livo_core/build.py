@@ -17,6 +17,7 @@ from livo_core.generation import (
     first_phase_requests,
     generate_shard,
     read_images,
+    shard_path,
     shard_requests,
 )
 from livo_core.judging import JudgePool, judge_images
@@ -85,9 +86,21 @@ def stage_generate(config: BuildConfig, shard: Sequence[ImageRequest]) -> Path:
     return generate_shard(_pipeline(gen.base_model), shard, Path(config.out_dir), gen.base_model, gen.settings())
 
 
+def judgments_path(images_path: Path) -> Path:
+    """Where the JUDGMENTS of an images shard are written: beside it."""
+    return images_path.with_name(images_path.name.replace("images-", "judgments-"))
+
+
+def shard_outputs(config: BuildConfig, shard: Sequence[ImageRequest]) -> tuple[Path, Path]:
+    """The images and judgments tables of a shard, whoever generates it: names come from its content."""
+    gen = config.generate
+    images = shard_path(Path(config.out_dir), shard, gen.base_model, gen.settings())
+    return images, judgments_path(images)
+
+
 def stage_judge(config: BuildConfig, images_path: Path) -> Path:
     """JUDGMENTS of one images shard, written beside it; a shard already judged is not judged again."""
-    out = images_path.with_name(images_path.name.replace("images-", "judgments-"))
+    out = judgments_path(images_path)
     if out.is_file():
         return out
     rows = judge_images(

@@ -144,12 +144,21 @@ app.add_typer(worker_app, name="worker")
 
 
 @server_app.command("start")
-def server_start(port: int = typer.Option(4200, help="port on 127.0.0.1")) -> None:
+def server_start(
+    port: int = typer.Option(4200, help="port on 127.0.0.1"),
+    database_url: str | None = typer.Option(
+        None,
+        envvar="LIVO_DATABASE_URL",
+        show_default=False,
+        help="PostgreSQL for the server, postgresql+asyncpg://USER:PASSWORD@HOST:PORT/DB (default: SQLite under "
+        "./.livo/prefect); best given in the environment variable, to keep the password out of shell history",
+    ),
+) -> None:
     """Start `prefect server start` in the background; returns once /api/health answers."""
     from livo_core import infra
 
-    state = infra.start_server(Path.cwd(), port=port)
-    console.print(f"Prefect server: {state['url']} (pid {state['pid']}, log {state['log']})")
+    state = infra.start_server(Path.cwd(), port=port, database_url=database_url)
+    console.print(f"Prefect server: {state['url']} on {state['database']} (pid {state['pid']}, log {state['log']})")
     console.print(f"Use it from this shell: export PREFECT_API_URL={state['url']}")
 
 
@@ -162,7 +171,11 @@ def server_stop() -> None:
 
 
 @worker_app.command("start")
-def worker_start(pool: str = typer.Option("local", help="process work pool (created if missing)")) -> None:
+def worker_start(
+    pool: str = typer.Option("local", help="process work pool (created if missing)"),
+    workers: int = typer.Option(1, min=1, help="how many workers to start on the pool"),
+    limit: int | None = typer.Option(None, min=1, help="flow runs at once per worker (default: no limit)"),
+) -> None:
     """Create the pool, deploy prefect.yaml's deployments on it, start `prefect worker start` in the background."""
     from livo_core import infra
 
@@ -170,18 +183,19 @@ def worker_start(pool: str = typer.Option("local", help="process work pool (crea
     infra.ensure_pool(root, pool)
     names = infra.deployment_names(root, pool)
     infra.deploy(root, names)
-    state = infra.start_worker(root, pool)
-    console.print(
-        f"deployed: {', '.join(names) or 'nothing'}; worker on pool {pool!r} (pid {state['pid']}, log {state['log']})"
-    )
+    console.print(f"deployed: {', '.join(names) or 'nothing'}")
+    for slot in range(workers):
+        state = infra.start_worker(root, pool, slot=slot, limit=limit)
+        console.print(f"worker {slot} on pool {pool!r} (pid {state['pid']}, log {state['log']})")
 
 
 @worker_app.command("stop")
 def worker_stop(pool: str = typer.Option("local")) -> None:
-    """Stop the background worker (SIGTERM twice, then SIGKILL)."""
+    """Stop every background worker of the pool (SIGTERM twice, then SIGKILL)."""
     from livo_core import infra
 
-    console.print("worker stopped" if infra.stop_worker(Path.cwd(), pool) else "no worker running")
+    stopped = infra.stop_workers(Path.cwd(), pool)
+    console.print(f"{stopped} worker(s) stopped" if stopped else "no worker running")
 
 
 @app.command()

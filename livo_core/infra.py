@@ -81,7 +81,15 @@ def is_running(pid: int) -> bool:
     return not cmdline or b"prefect" in cmdline  # an empty cmdline: still exiting, not yet a zombie
 
 
-def _spawn(root: Path, name: str, args: list[str], env: dict[str, str], url: str) -> dict:
+def _database_kind(database_url: str | None) -> str:
+    """What the state file says of the server's database: its scheme and host, never its credentials."""
+    if not database_url:
+        return "sqlite (PREFECT_HOME/prefect.db)"
+    scheme, _, rest = database_url.partition("://")
+    return f"{scheme}://{rest.rpartition('@')[2]}"
+
+
+def _spawn(root: Path, name: str, args: list[str], env: dict[str, str], url: str, **extra: str) -> dict:
     """Start `args` in its own session (it outlives this process), log to PREFECT_HOME/<name>.log, save its state."""
     log = prefect_home(root) / f"{name}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -95,7 +103,7 @@ def _spawn(root: Path, name: str, args: list[str], env: dict[str, str], url: str
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    state = {"pid": process.pid, "url": url, "log": str(log), "root": str(Path(root).resolve())}
+    state = {"pid": process.pid, "url": url, "log": str(log), "root": str(Path(root).resolve()), **extra}
     _state_path(root, name).write_text(json.dumps(state, indent=2))
     return state
 
@@ -129,8 +137,16 @@ def _port_free(host: str, port: int) -> bool:
         return sock.connect_ex((host, port)) != 0
 
 
-def start_server(root: Path, port: int = 4200, host: str = "127.0.0.1", timeout_s: float = 120.0) -> dict:
-    """`prefect server start` in the background (SQLite in PREFECT_HOME); returns once /api/health answers."""
+def start_server(
+    root: Path,
+    port: int = 4200,
+    host: str = "127.0.0.1",
+    timeout_s: float = 120.0,
+    database_url: str | None = None,
+) -> dict:
+    """`prefect server start` in the background; returns once /api/health answers. Its database is SQLite in
+    PREFECT_HOME, or `database_url` (`postgresql+asyncpg://user:password@host:port/db`), which is passed in the
+    server's environment only: never written to the state file or logged."""
     state = read_state(root, "server")
     if state and is_healthy(state["url"]):
         return state
@@ -140,7 +156,10 @@ def start_server(root: Path, port: int = 4200, host: str = "127.0.0.1", timeout_
         raise RuntimeError(f"{host}:{port} is in use: pick another port with --port")
     url = f"http://{host}:{port}/api"
     env = _env(root) | {"PREFECT_SERVER_ANALYTICS_ENABLED": "false"}  # a local server: no telemetry
-    state = _spawn(root, "server", _prefect("server", "start", "--host", host, "--port", str(port)), env, url)
+    if database_url:
+        env["PREFECT_API_DATABASE_CONNECTION_URL"] = database_url
+    args = _prefect("server", "start", "--host", host, "--port", str(port))
+    state = _spawn(root, "server", args, env, url, database=_database_kind(database_url))
     deadline = time.monotonic() + timeout_s
     while not is_healthy(url):
         if not is_running(state["pid"]):
@@ -188,9 +207,14 @@ def _require_server(root: Path) -> dict:
     return state
 
 
+def project_dir(root: Path) -> Path:
+    """The livo checkout whose prefect.yaml and flows are deployed: $LIVO_ROOT, else `root`."""
+    return Path(os.environ.get("LIVO_ROOT", root)).resolve()
+
+
 def _run_prefect(root: Path, api_url: str, *args: str) -> str:
     result = subprocess.run(
-        _prefect("--no-prompt", *args), cwd=root, env=_env(root, api_url), capture_output=True, text=True
+        _prefect("--no-prompt", *args), cwd=project_dir(root), env=_env(root, api_url), capture_output=True, text=True
     )
     if result.returncode:
         raise RuntimeError(f"prefect {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
@@ -210,7 +234,7 @@ def ensure_pool(root: Path, pool: str = "local") -> None:
 
 def deployment_names(root: Path, pool: str) -> list[str]:
     """`flow-name/deployment` of every deployment of prefect.yaml that runs on `pool`."""
-    config = yaml.safe_load((Path(root) / "prefect.yaml").read_text())
+    config = yaml.safe_load((project_dir(root) / "prefect.yaml").read_text())
     return [
         f"{d['entrypoint'].rsplit(':', 1)[1].replace('_', '-')}/{d['name']}"
         for d in config["deployments"]
@@ -224,40 +248,50 @@ def deploy(root: Path, names: list[str]) -> None:
         _run_prefect(root, _require_server(root)["url"], "deploy", *[arg for n in names for arg in ("-n", n)])
 
 
-def start_worker(root: Path, pool: str = "local", timeout_s: float = 60.0) -> dict:
+def _worker_name(pool: str, slot: int) -> str:
+    return f"worker-{pool}" if slot == 0 else f"worker-{pool}-{slot}"
+
+
+def start_worker(
+    root: Path, pool: str = "local", slot: int = 0, limit: int | None = None, timeout_s: float = 60.0
+) -> dict:
     """`prefect worker start --pool POOL` in the background, against our server; returns once it has sent its
-    first heartbeat."""
-    state = read_state(root, f"worker-{pool}")
+    first heartbeat. `slot` numbers several workers of one pool on this machine; `limit` caps the flow runs one
+    worker runs at once (1 per GPU: the GPU concurrency limit)."""
+    process_name = _worker_name(pool, slot)
+    state = read_state(root, process_name)
     if state:
         return state
-    api_url, name = _require_server(root)["url"], f"livo-{socket.gethostname()}-{time.time_ns()}"
-    state = _spawn(
-        root,
-        f"worker-{pool}",
-        _prefect("worker", "start", "--pool", pool, "--name", name),
-        _env(root, api_url),
-        api_url,
-    )
+    api_url, name = _require_server(root)["url"], f"livo-{socket.gethostname()}-{slot}-{time.time_ns()}"
+    args = _prefect("worker", "start", "--pool", pool, "--name", name)
+    state = _spawn(root, process_name, args + (["--limit", str(limit)] if limit else []), _env(root, api_url), api_url)
     deadline = time.monotonic() + timeout_s
     while name not in {w["name"] for w in _post(f"{api_url}/work_pools/{pool}/workers/filter", {})}:
         if not is_running(state["pid"]):
-            _state_path(root, f"worker-{pool}").unlink(missing_ok=True)
+            _state_path(root, process_name).unlink(missing_ok=True)
             raise RuntimeError(f"the worker exited; end of {state['log']}:\n{_log_tail(state)}")
         if time.monotonic() > deadline:
-            stop_worker(root, pool)
+            stop_worker(root, pool, slot)
             raise TimeoutError(f"the worker sent no heartbeat in {timeout_s:.0f} s; see {state['log']}")
         time.sleep(0.5)
     return state
 
 
-def stop_worker(root: Path, pool: str = "local", kill: bool = False) -> bool:
+def stop_worker(root: Path, pool: str = "local", slot: int = 0, kill: bool = False) -> bool:
     """Stop the background worker: a backgrounded worker ignores the first SIGTERM, so two, then SIGKILL.
     `kill`: SIGKILL at once, the worker and its flow runs (a crash, for fault tests)."""
-    state = read_state(root, f"worker-{pool}")
+    state = read_state(root, _worker_name(pool, slot))
     if state:
         stop_process(state["pid"], sigterms=0 if kill else 2, grace_s=10.0)
-    _state_path(root, f"worker-{pool}").unlink(missing_ok=True)
+    _state_path(root, _worker_name(pool, slot)).unlink(missing_ok=True)
     return state is not None
+
+
+def stop_workers(root: Path, pool: str = "local") -> int:
+    """Stop every background worker of `pool` started from `root`; returns how many were running."""
+    names = [p.stem for p in (Path(root).resolve() / STATE_DIR).glob(f"worker-{pool}*.json")]
+    slots = [int(m.group(1) or 0) for n in names if (m := re.fullmatch(rf"worker-{re.escape(pool)}(?:-(\d+))?", n))]
+    return sum(stop_worker(root, pool, slot) for slot in sorted(slots))
 
 
 def run_deployment(root: Path, name: str, params: dict | None = None) -> str:

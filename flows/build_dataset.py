@@ -20,6 +20,7 @@ from prefect.context import get_run_context
 from prefect.deployments import run_deployment
 from prefect.futures import as_completed
 
+from flows.runners import task_runner
 from livo_core.build import BuildConfig, shard_outputs
 from livo_core.dataset import SPLITS
 from livo_core.generation import ImageRequest
@@ -27,7 +28,7 @@ from livo_core.schema import PAIRS, read_table
 from tasks.build import in_dataset
 
 
-@flow(name="build-dataset")
+@flow(name="build-dataset", task_runner=task_runner())
 def build_dataset(config: BuildConfig = BuildConfig(), shard_deployment: str | None = None) -> str:
     """Build the preference dataset in `config.out_dir`; a re-run with the same config reuses every finished stage.
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
@@ -60,6 +61,11 @@ class BuildConfig(_Config):
     split: tuple[float, float, float] = Field((0.8, 0.1, 0.1), description="train/val/test shares, by prompt")
 
 
+# One base pipeline, with a stateful diffusers scheduler, serves every shard of a process: shards of one process
+# are generated and judged one at a time, whatever the task runner's threads.
+_device = threading.Lock()
+
+
 @lru_cache(maxsize=2)
 def _pipeline(base_model: str) -> LivoPipeline:
     return LivoPipeline(load_base_pipeline(base_model))
@@ -83,7 +89,8 @@ def plan_first_phase(config: BuildConfig, annotations_path: Path) -> list[list[I
 
 def stage_generate(config: BuildConfig, shard: Sequence[ImageRequest]) -> Path:
     gen = config.generate
-    return generate_shard(_pipeline(gen.base_model), shard, Path(config.out_dir), gen.base_model, gen.settings())
+    with _device:
+        return generate_shard(_pipeline(gen.base_model), shard, Path(config.out_dir), gen.base_model, gen.settings())
 
 
 def judgments_path(images_path: Path) -> Path:
@@ -103,9 +110,10 @@ def stage_judge(config: BuildConfig, images_path: Path) -> Path:
     out = judgments_path(images_path)
     if out.is_file():
         return out
-    rows = judge_images(
-        read_images([images_path]), load_principles(), JudgePool(config.generate.world), Path(config.out_dir)
-    )
+    with _device:
+        rows = judge_images(
+            read_images([images_path]), load_principles(), JudgePool(config.generate.world), Path(config.out_dir)
+        )
     return write_table(rows, out, JUDGMENTS, meta={"images": images_path.name})
 
 

@@ -7,7 +7,6 @@ skips every finished stage, across runs. The stage functions are idempotent them
 is skipped), so even a cache miss generates and judges nothing twice.
 """
 
-import threading
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -31,9 +30,6 @@ CACHE = INPUTS + TASK_SOURCE + CachePolicy.from_cache_key_fn(_release_key)
 STAGE = {"cache_policy": CACHE, "persist_result": True}
 # GPU work: retried (CUDA OOM, a busy device), tagged so that `prefect concurrency-limit create gpu 1` serialises it
 GPU = {**STAGE, "tags": ["gpu"], "retries": 2, "retry_delay_seconds": [30, 120]}
-# One base pipeline, with a stateful diffusers scheduler, serves every shard of this process (lru_cache in
-# livo_core.build): shards of one process are generated and judged one at a time, whatever the task runner.
-_device = threading.Lock()
 
 
 @task(**STAGE)
@@ -59,16 +55,14 @@ def plan_images(config: BuildConfig, annotations: Path) -> list[list[ImageReques
 
 @task(**GPU)
 def generate_images(config: BuildConfig, shard: list[ImageRequest]) -> Path:
-    with _device:
-        path = build.stage_generate(config, shard)
+    path = build.stage_generate(config, shard)
     get_run_logger().info("%d images: %s", len(shard), path)
     return path
 
 
 @task(**GPU)
 def judge_images(config: BuildConfig, images: Path) -> Path:
-    with _device:
-        path = build.stage_judge(config, images)
+    path = build.stage_judge(config, images)
     get_run_logger().info("judgments: %s", path)
     return path
 

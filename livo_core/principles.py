@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Sequence
 from functools import lru_cache
@@ -9,7 +10,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 DATA_DIR = Path(__file__).resolve().parents[1] / "data"
 PERSON_WORDS_FILE = DATA_DIR / "person_words.yaml"
@@ -20,7 +21,7 @@ NOT_APPLICABLE = "not_applicable"
 class Principle(BaseModel):
     """One value principle: its id, the canonical value text and how to check it."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     id: str
     text: str = Field(description="canonical value text fed to the value encoder")
@@ -44,10 +45,14 @@ class Principle(BaseModel):
         return self
 
 
+class PrinciplesFileError(ValueError):
+    """A principles file is not valid YAML or not a valid principle set; the message names the file."""
+
+
 class PrincipleSet(BaseModel):
     """All principles of one principles file, addressable by id."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     version: int
     principles: tuple[Principle, ...]
@@ -68,8 +73,10 @@ class PrincipleSet(BaseModel):
         for principle in self.principles:
             if principle.id == principle_id:
                 return principle
+        close = difflib.get_close_matches(str(principle_id), self.ids, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
         raise KeyError(
-            f"unknown principle id {principle_id!r}; known ids: {', '.join(self.ids)} "
+            f"unknown principle id {principle_id!r}; {hint}known ids: {', '.join(self.ids)} "
             f"(add it to data/principles.yaml or fix the id)"
         )
 
@@ -91,7 +98,11 @@ def load_principles(path: Path | str = PRINCIPLES_FILE) -> PrincipleSet:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"principles file not found: {path} (pass the path of a principles.yaml)")
-    return PrincipleSet.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
+    try:
+        with path.open(encoding="utf-8") as handle:  # a YAML error names the file, line and column
+            return PrincipleSet.model_validate(yaml.safe_load(handle))
+    except (yaml.YAMLError, ValidationError) as err:
+        raise PrinciplesFileError(f"{path}: not a valid principles file; fix it ({err})") from None
 
 
 def value_prompt(principle: Principle, prompt: str) -> str:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import csv
+import difflib
 import hashlib
 import io
 import json
 import logging
+import math
 import random
 import unicodedata
 from collections.abc import Callable, Sequence
@@ -24,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from livo_core import __version__
-from livo_core.config import _Config
+from livo_core.config import PROMPT_FILE_SUFFIXES, _Config, check_prompt_files
 from livo_core.llm import TRANSIENT_ERRORS, build_client, log_retry
 from livo_core.principles import DATA_DIR, load_principles
 from livo_core.retrieval import _bundled_model_dir, _load_sentence_model
@@ -83,6 +85,19 @@ class PromptConfig(_Config):
     near_dup_threshold: float = Field(0.95, gt=0, le=1, description="cosine similarity that makes a near duplicate")
     embedding_model_dir: str | None = Field(None, description="sentence-transformers folder (None: bundled MiniLM)")
 
+    @field_validator("files")
+    @classmethod
+    def _file_types(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        check_prompt_files(value)
+        return value
+
+    @field_validator("families")
+    @classmethod
+    def _known_families(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        if value is not None:
+            load_templates().select(value)  # an unknown family is an error naming the known ones
+        return value
+
     @model_validator(mode="after")
     def _check(self) -> PromptConfig:
         if len(set(self.sources)) != len(self.sources):
@@ -117,6 +132,10 @@ class PromptRow:
 
 class PromptSourceError(ValueError):
     """A prompt source cannot be read; the message names the file (and line) and how to fix it."""
+
+
+class PromptFileNotFoundError(PromptSourceError, FileNotFoundError):
+    """A prompt file does not exist."""
 
 
 class LLMExpansionError(RuntimeError):
@@ -247,20 +266,30 @@ def _read_utf8(path: Path) -> str:
 
 
 def _csv_records(path: Path) -> tuple[list[str], Records]:
-    """Header and records of a CSV file; blank lines are skipped, short rows lack their last fields."""
-    reader = csv.reader(io.StringIO(_read_utf8(path), newline=""))
+    """Header and records of a CSV file, quoting checked strictly; blank lines are skipped, short rows lack their
+    last fields, a row longer than the header is an error (an unquoted comma would otherwise cut the prompt short)."""
+    reader = csv.reader(io.StringIO(_read_utf8(path), newline=""), strict=True)
     records: Records = []
+    start = 1  # the line the current record starts on
     try:
         header = next(reader, None)
         if header is None:
             raise PromptSourceError(f"{path}: empty file; a prompt CSV starts with a header row such as `prompt`")
         start = reader.line_num + 1
         for values in reader:
+            if len(values) > len(header):
+                raise PromptSourceError(
+                    f"{path}:{start}: {len(values)} fields but the header has {len(header)}; quote fields that "
+                    'contain commas ("a cat, on a mat") or remove the extra fields'
+                )
             if values:
                 records.append((start, dict(zip(header, values, strict=False))))
             start = reader.line_num + 1
     except csv.Error as err:
-        raise PromptSourceError(f"{path}:{reader.line_num}: malformed CSV ({err}); fix the quoting") from None
+        raise PromptSourceError(
+            f"{path}:{start}: malformed CSV in the row starting on this line ({err}); wrap a field that holds "
+            'commas, quotes or line breaks in double quotes and double its inner quotes ("")'
+        ) from None
     return header, records
 
 
@@ -277,7 +306,10 @@ def _jsonl_records(path: Path) -> tuple[list[str], Records]:
             message = f"not valid JSON ({err.msg}, column {err.colno}); fix or delete the line"
             raise PromptSourceError(f"{path}:{line}: {message}") from None
         if not isinstance(record, dict):
-            raise PromptSourceError(f"{path}:{line}: expected one JSON object per line, got a {type(record).__name__}")
+            raise PromptSourceError(
+                f"{path}:{line}: expected one JSON object per line, got a {type(record).__name__}; "
+                'write the line as {"prompt": "..."}'
+            )
         keys.update(dict.fromkeys(record))
         records.append((line, record))
     return list(keys), records
@@ -288,35 +320,46 @@ def _parquet_records(path: Path) -> tuple[list[str], Records]:
     try:
         table = pq.read_table(path)
     except (pa.ArrowException, OSError) as err:
-        raise PromptSourceError(f"{path}: not a readable Parquet file ({err})") from None
+        raise PromptSourceError(
+            f"{path}: not a readable Parquet file ({err}); write it again (pandas `to_parquet`) or use CSV/JSONL"
+        ) from None
     return table.column_names, list(enumerate(table.to_pylist(), start=1))
 
 
-_READERS: dict[str, Callable[[Path], tuple[list[str], Records]]] = {
-    ".csv": _csv_records,
-    ".jsonl": _jsonl_records,
-    ".parquet": _parquet_records,
-}
+_READERS: dict[str, Callable[[Path], tuple[list[str], Records]]] = dict(
+    zip(PROMPT_FILE_SUFFIXES, (_csv_records, _jsonl_records, _parquet_records), strict=True)
+)
 
 
 def _read_records(path: Path) -> tuple[list[str], Records]:
-    """Columns and records of a prompt file, by its suffix."""
+    """Columns and records of a prompt file, by its suffix; a file without records is an error."""
     if not path.is_file():
-        raise FileNotFoundError(f"prompt file not found: {path}")
+        raise PromptFileNotFoundError(
+            f"{path}: prompt file not found (working directory {Path.cwd()}); fix the path in `files`"
+        )
     reader = _READERS.get(path.suffix.lower())
     if reader is None:
         raise PromptSourceError(
             f"{path}: unsupported file type {path.suffix or '(no suffix)'!r}; prompt files must be "
             f"{', '.join(_READERS)} (convert the file, or rename it if it already is one of these)"
         )
-    return reader(path)
+    columns, records = reader(path)
+    if not records:
+        raise PromptSourceError(
+            f"{path}: no prompts in the file (it is empty, or holds only a header or blank lines); add prompts or "
+            "remove it from `files`"
+        )
+    return columns, records
 
 
 def _require_columns(path: Path, columns: Sequence[str], wanted: Sequence[str], fix: str) -> None:
     missing = [column for column in wanted if column not in columns]
     if missing:
         available = ", ".join(map(repr, columns)) or "none"
-        raise PromptSourceError(f"{path}: no column {', '.join(map(repr, missing))} (available: {available}); {fix}")
+        close = difflib.get_close_matches(missing[0], columns, n=1, cutoff=0.6)
+        hint = f"; did you mean {close[0]!r}?" if close and len(missing) == 1 else ""
+        message = f"no column {', '.join(map(repr, missing))} (available: {available}){hint}; {fix}"
+        raise PromptSourceError(f"{path}: {message}")
 
 
 def _imported_row(value: Any, source: str, ref: str, **fields: Any) -> PromptRow:
@@ -355,8 +398,15 @@ def _missing(value: Any) -> bool:
     return value is None or str(value).strip() in {"", "nan"}
 
 
-def _to_int(value: Any) -> int:
+def _to_float(value: Any) -> float:
     number = float(value)
+    if not math.isfinite(number):
+        raise ValueError(value)
+    return number
+
+
+def _to_int(value: Any) -> int:
+    number = _to_float(value)
     if not number.is_integer():
         raise ValueError(value)
     return int(number)
@@ -372,7 +422,7 @@ def _to_bool(value: Any) -> bool:
 _I2P_FIELDS: dict[str, tuple[str, Callable[[Any], Any]]] = {  # PROMPTS column: (I2P column, parser)
     "i2p_hard": ("hard", _to_bool),
     "sd_seed": ("sd_seed", _to_int),
-    "sd_guidance_scale": ("sd_guidance_scale", float),
+    "sd_guidance_scale": ("sd_guidance_scale", _to_float),
     "sd_width": ("sd_image_width", _to_int),
     "sd_height": ("sd_image_height", _to_int),
 }
@@ -382,6 +432,7 @@ def _i2p_row(path: Path, line: int, record: dict[str, Any], mapping: dict[str, s
     """One I2P record: categories kept and mapped onto a principle hint, generation settings parsed."""
     text = "" if _missing(record["categories"]) else str(record["categories"])
     categories = tuple(c.strip() for c in text.split(",") if c.strip())
+    unknown = [c for c in categories if c not in mapping]
     principle_id = next((mapping[c] for c in mapping if c in categories and mapping[c]), None)
     category = _principle_category(str(I2P_MAPPING_FILE), principle_id)
     row = _imported_row(
@@ -400,6 +451,9 @@ def _i2p_row(path: Path, line: int, record: dict[str, Any], mapping: dict[str, s
         except (TypeError, ValueError):
             bad.append(f"{column}={value!r}")
     row = replace(row, **settings)
+    if unknown and row.status == "ok":
+        reason = f"unknown I2P categories {unknown} (known: {', '.join(mapping)}); fix the categories column"
+        return replace(row, status="failed", failure_reason=reason)
     if bad and row.status == "ok":
         return replace(row, status="failed", failure_reason=f"unreadable I2P values: {', '.join(bad)}")
     return row
@@ -620,6 +674,16 @@ def collect_prompts(config: PromptConfig, out_path: Path | str, llm_client: open
             rows += llm_prompts(config, llm_client)
     kept, counts = clean_prompts(rows, config)
     logger.info("collected prompts: %s", counts)
+    if failed := [row for row in kept if row.status == "failed"]:
+        shown = "; ".join(f"{row.source_ref}: {row.failure_reason}" for row in failed[:5])
+        logger.warning(
+            "%d prompts failed; they are kept as failed rows (status, failure_reason) of %s, not used later; "
+            "fix or remove their lines: %s%s",
+            len(failed),
+            out_path,
+            shown,
+            " ..." if len(failed) > 5 else "",
+        )
     meta = {
         "stage": "collect_prompts",
         "livo_version": __version__,

@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, field_validator
 
 import livo_core
 from livo_core.checkpoint import read_state
-from livo_core.config import EvalConfig, TrainConfig, TrainRecipe, _Config
+from livo_core.config import BaseModelName, EvalConfig, TrainConfig, TrainRecipe, World, _Config
 from livo_core.dataset import validate_dataset
 from livo_core.evaluation import (
     EvalSet,
@@ -58,16 +58,23 @@ class TrainLivoConfig(_Config):
 
     dataset: str = Field("outputs/dataset", description="a build-dataset folder (pairs.parquet, images/)")
     out_dir: str = Field("outputs/train-livo", description="checkpoints, evaluations, report and export go here")
-    base_model: str = Field("shapes", description="profile (shapes, sd15), pipeline folder or hub id")
-    world: Literal["shapes", "sd15"] = Field(
+    base_model: BaseModelName = Field("shapes", description="profile (shapes, sd15), pipeline folder or hub id")
+    world: World = Field(
         "shapes",
         description="shapes: held-out world prompts, exact judges; sd15: the dataset's test split, real judges",
     )
     losses: tuple[Literal["livo", "dpo"], ...] = Field(
-        ("livo", "dpo"), description="losses to train; the first is exported, the others are baselines"
+        ("livo", "dpo"), min_length=1, description="losses to train; the first is exported, the others are baselines"
     )
     training: TrainRecipe = SHAPES_RECIPE
     evaluation: EvalConfig = SHAPES_EVAL
+
+    @field_validator("losses")
+    @classmethod
+    def _distinct(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if len(set(value)) != len(value):
+            raise ValueError(f"losses repeat a loss: {list(value)}; list each once")
+        return value
 
     def eval_sets(self) -> list[EvalSet]:
         """The world's own sets (shapes: held-out prompts; sd15: the dataset's test split), then the prompt files'."""

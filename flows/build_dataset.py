@@ -21,9 +21,10 @@ from prefect.deployments import run_deployment
 from prefect.futures import as_completed
 
 from flows.runners import task_runner
-from livo_core.build import BuildConfig, shard_outputs
+from livo_core.build import BuildConfig, shard_files, shard_outputs
 from livo_core.dataset import SPLITS
 from livo_core.generation import ImageRequest
+from livo_core.remote import Mirror, mirror_of
 from livo_core.schema import PAIRS, read_table
 from tasks.build import in_dataset
 
@@ -32,26 +33,50 @@ from tasks.build import in_dataset
 def build_dataset(config: BuildConfig = BuildConfig(), shard_deployment: str | None = None) -> str:
     """Build the preference dataset in `config.out_dir`; a re-run with the same config reuses every finished stage.
 
-    `shard_deployment` (e.g. `generate-shard/gpu`): each shard becomes a flow run of that deployment, so every
-    worker of its pool generates and judges shards (one per GPU with `--limit 1`); by default this flow run
-    generates them itself."""
-    run = in_dataset(config)  # the build tasks, their results persisted in <out_dir>/.prefect-results
-    prompts = run.collect_prompts(config)
-    annotations = run.annotate_prompts(config, prompts)
-    stage = _fan_out(shard_deployment) if shard_deployment else _generate_and_judge
-    images, judgments = stage(run, config, run.plan_images(config, annotations), "first phase")
-    bias = run.plan_bias_images(config, images, judgments)
-    bias_images, bias_judgments = stage(run, config, bias, "bias aligned")
-    pairs = run.write_dataset(config, prompts, annotations, images + bias_images, judgments + bias_judgments)
+    `config.out_dir` may be an fsspec URL (s3://bucket/dataset): the stages work in a local mirror, pulled first
+    and pushed after each phase. `shard_deployment` (e.g. `generate-shard/gpu`): each shard becomes a flow run of
+    that deployment, so every worker of its pool generates and judges shards (one per GPU with `--limit 1`); by
+    default this flow run generates them itself."""
+    mirror, work = _working_copy(config)
+    run = in_dataset(work)  # the build tasks, their results persisted in <out_dir>/.prefect-results
+    prompts = run.collect_prompts(work)
+    annotations = run.annotate_prompts(work, prompts)
+    stage = _fan_out(shard_deployment, config, mirror) if shard_deployment else _generate_and_judge
+    images, judgments = stage(run, work, run.plan_images(work, annotations), "first phase")
+    _push(mirror)
+    bias = run.plan_bias_images(work, images, judgments)
+    bias_images, bias_judgments = stage(run, work, bias, "bias aligned")
+    pairs = run.write_dataset(work, prompts, annotations, images + bias_images, judgments + bias_judgments)
+    _push(mirror)
     _report(pairs)
-    return str(pairs)
+    return f"{config.out_dir}/pairs.parquet" if mirror else str(pairs)
 
 
 @flow(name="generate-shard")
 def generate_shard(config: BuildConfig, shard: list[ImageRequest]) -> str:
-    """Generate and judge one shard of build-dataset (its tasks, cached in the dataset folder, as there)."""
-    run = in_dataset(config)
-    return str(run.judge_images(config, run.generate_images(config, shard)))
+    """Generate and judge one shard of build-dataset (its tasks, cached in the dataset folder, as there); with a
+    URL `out_dir`, push the shard's files to it."""
+    mirror, work = _working_copy(config)
+    run = in_dataset(work)
+    judgments = run.judge_images(work, run.generate_images(work, shard))
+    if mirror:
+        mirror.push(only=shard_files(work, shard))
+    return str(judgments)
+
+
+def _working_copy(config: BuildConfig) -> tuple[Mirror | None, BuildConfig]:
+    """For a URL out_dir, its local mirror (pulled) and the config pointing there; else (None, config)."""
+    mirror = mirror_of(config.out_dir)
+    if mirror is None:
+        return None, config
+    pulled = mirror.pull()
+    get_run_logger().info("%s: %d files pulled into %s", mirror.url, pulled, mirror.local)
+    return mirror, config.model_copy(update={"out_dir": str(mirror.local)})
+
+
+def _push(mirror: Mirror | None) -> None:
+    if mirror:
+        get_run_logger().info("%s: %d files pushed", mirror.url, mirror.push())
 
 
 def _generate_and_judge(run, config: BuildConfig, shards, phase: str) -> tuple[list[Path], list[Path]]:
@@ -65,8 +90,9 @@ def _generate_and_judge(run, config: BuildConfig, shards, phase: str) -> tuple[l
     return images.result(), judgments.result()
 
 
-def _fan_out(shard_deployment: str, poll_s: float = 2.0):
-    """A stage like `_generate_and_judge` whose shards run as flow runs of `shard_deployment`, on its workers."""
+def _fan_out(shard_deployment: str, sent: BuildConfig, mirror: Mirror | None, poll_s: float = 2.0):
+    """A stage like `_generate_and_judge` whose shards run as flow runs of `shard_deployment`, on its workers.
+    They get `sent`, the config as given (a URL out_dir: they push their files there, and we pull them)."""
 
     def stage(run, config: BuildConfig, shards, phase: str) -> tuple[list[Path], list[Path]]:
         outputs = [shard_outputs(config, shard) for shard in shards]
@@ -79,7 +105,7 @@ def _fan_out(shard_deployment: str, poll_s: float = 2.0):
         runs = [
             run_deployment(
                 shard_deployment,
-                parameters={"config": config.model_dump(mode="json"), "shard": [asdict(r) for r in shard]},
+                parameters={"config": sent.model_dump(mode="json"), "shard": [asdict(r) for r in shard]},
                 timeout=0,
                 idempotency_key=f"{parent.id}-{parent.run_count}-{shard_outputs(config, shard)[0].stem}",
             )
@@ -87,6 +113,8 @@ def _fan_out(shard_deployment: str, poll_s: float = 2.0):
         ]
         get_run_logger().info("%s: %d of %d shards sent to %s", phase, len(runs), len(shards), shard_deployment)
         _wait_for_shards([r.id for r in runs], len(shards) - len(todo), len(shards), progress, poll_s)
+        if mirror:
+            mirror.pull()
         missing = [str(judged) for _, judged in outputs if not judged.is_file()]
         if missing:
             raise RuntimeError(f"{len(missing)} shards completed without their judgments table, e.g. {missing[0]}")

@@ -10,7 +10,7 @@ from pathlib import Path
 from pydantic import Field
 
 from livo_core.annotate import AnnotateConfig, annotate_prompts
-from livo_core.config import _Config
+from livo_core.config import BaseModelName, Shares, World, _Config
 from livo_core.dataset import assign_split, dataset_card, validate_dataset, write_pairs
 from livo_core.generation import (
     ImageRequest,
@@ -28,13 +28,14 @@ from livo_core.pipeline import GenerationSettings, LivoPipeline, default_setting
 from livo_core.principles import load_principles
 from livo_core.prompts import PromptConfig, collect_prompts
 from livo_core.schema import ANNOTATIONS, JUDGMENTS, PROMPTS, read_table, write_table
+from livo_core.storage import latent_path
 
 
 class GenerateConfig(_Config):
     """Stage 3, generate images: which base model, how many seeds per prompt, sampler settings, shards."""
 
-    base_model: str = Field("shapes", description="profile (shapes, sd15), pipeline folder or hub id")
-    world: str = Field("shapes", description="which judges of principles.yaml check the images (shapes, sd15)")
+    base_model: BaseModelName = Field("shapes", description="profile (shapes, sd15), pipeline folder or hub id")
+    world: World = Field("shapes", description="which judges of principles.yaml check the images (shapes, sd15)")
     seeds_per_prompt: int = Field(4, ge=1, description="violating/aligned image pairs tried per prompt and principle")
     steps: int | None = Field(None, ge=1, description="DPM-Solver steps (None: the base model's default)")
     guidance_scale: float | None = Field(None, ge=1, description="CFG scale (None: the base model's default)")
@@ -58,7 +59,7 @@ class BuildConfig(_Config):
     prompts: PromptConfig = PromptConfig(sources=("shapes",), dedup="exact")
     annotate: AnnotateConfig = AnnotateConfig()
     generate: GenerateConfig = GenerateConfig()
-    split: tuple[float, float, float] = Field((0.8, 0.1, 0.1), description="train/val/test shares, by prompt")
+    split: Shares = Field((0.8, 0.1, 0.1), description="train/val/test shares, by prompt")
 
 
 # One base pipeline, with a stateful diffusers scheduler, serves every shard of a process: shards of one process
@@ -88,7 +89,9 @@ def plan_first_phase(config: BuildConfig, annotations_path: Path) -> list[list[I
 
 
 def stage_generate(config: BuildConfig, shard: Sequence[ImageRequest]) -> Path:
-    gen = config.generate
+    gen, (images, _) = config.generate, shard_outputs(config, shard)
+    if images.is_file():  # generated before: no pipeline to load
+        return images
     with _device:
         return generate_shard(_pipeline(gen.base_model), shard, Path(config.out_dir), gen.base_model, gen.settings())
 
@@ -103,6 +106,13 @@ def shard_outputs(config: BuildConfig, shard: Sequence[ImageRequest]) -> tuple[P
     gen = config.generate
     images = shard_path(Path(config.out_dir), shard, gen.base_model, gen.settings())
     return images, judgments_path(images)
+
+
+def shard_files(config: BuildConfig, shard: Sequence[ImageRequest]) -> list[Path]:
+    """Every file a generated and judged shard wrote: its two tables, its PNGs and their latents."""
+    root, (images, judgments) = Path(config.out_dir), shard_outputs(config, shard)
+    shas = {row["image_sha256"]: row["image_path"] for row in read_images([images])}
+    return [images, judgments, *(root / path for path in shas.values()), *(latent_path(root, sha) for sha in shas)]
 
 
 def stage_judge(config: BuildConfig, images_path: Path) -> Path:

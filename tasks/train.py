@@ -12,7 +12,9 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 
 from livo_core import train_livo as stages
+from livo_core.checkpoint import latest_checkpoint
 from livo_core.evaluation import Method
+from livo_core.remote import Mirror
 from livo_core.train_livo import TrainLivoConfig
 from tasks.build import CACHE, RESULTS_DIR
 
@@ -27,14 +29,19 @@ def check_dataset(config: TrainLivoConfig) -> dict:
 
 
 @task(**STAGE, tags=["gpu"], retries=2, retry_delay_seconds=10)
-def train_value_encoder(config: TrainLivoConfig, loss: str) -> Path:
-    logger, steps = get_run_logger(), config.training.max_steps
+def train_value_encoder(config: TrainLivoConfig, loss: str, out: Mirror | None = None) -> Path:
+    """`out`: the remote run folder that each new checkpoint is pushed to (a run resumed elsewhere pulls it)."""
+    logger, steps, train_dir = get_run_logger(), config.training.max_steps, Path(config.train_config(loss).output_dir)
     progress = create_progress_artifact(0.0, description=f"{loss}: {steps} training steps")
+    pushed = [latest_checkpoint(train_dir)]
 
     def on_log(record: dict) -> None:
         update_progress_artifact(progress, 100 * record["step"] / steps)
         if record["step"] % (10 * config.training.log_every) == 0:
             logger.info("%s step %d: loss %.4f", loss, record["step"], record["loss"])
+        if out and latest_checkpoint(train_dir) != pushed[0]:
+            pushed[0] = latest_checkpoint(train_dir)
+            logger.info("%s: %s, %d files pushed to %s", loss, pushed[0].name, out.push(), out.url)
 
     checkpoint = stages.stage_train(config, loss, on_log)
     logger.info("%s: %s", loss, checkpoint)

@@ -1,8 +1,10 @@
 """build-dataset on a tiny config: it completes, writes a valid dataset, and a re-run is served from the cache."""
 
+import shutil
 import time
 from pathlib import Path
 
+import fsspec
 import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
@@ -69,3 +71,32 @@ def test_build_dataset_flow_then_rerun_from_cache(prefect_harness, config):
     # one generate and one judge task per shard, 5 other stages: all served from the cache
     shards = sum(name.startswith("shards/images-") for name in first)
     assert _task_states(state.state_details.flow_run_id, 2 * shards + 5) == ["Cached"] * (2 * shards + 5)
+
+
+def test_build_dataset_into_a_url_and_again_on_a_machine_without_the_mirror(
+    prefect_harness, config, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("LIVO_MIRROR_DIR", str(tmp_path / "mirrors"))
+    url = f"memory://livo-test/{tmp_path.name}/dataset"  # fsspec's in-memory filesystem: not on this disk
+    remote = config.model_copy(update={"out_dir": url})
+    fs = fsspec.filesystem("memory")
+
+    assert build_dataset(remote) == f"{url}/pairs.parquet"
+
+    stored = sorted(fs.find(f"/livo-test/{tmp_path.name}/dataset"))
+    names = {path.rsplit("/dataset/", 1)[1].split("/")[0] for path in stored}
+    assert {"pairs.parquet", "README.md", "images", "latents", "shards", "prompts.parquet"} <= names
+    assert not any("/." in path for path in stored)  # no task cache, no temporary files
+    pairs = fs.cat_file(f"/livo-test/{tmp_path.name}/dataset/pairs.parquet")
+
+    # a fresh machine: nothing local, no pipeline to generate with; everything comes from the URL
+    shutil.rmtree(tmp_path / "mirrors")
+    monkeypatch.setattr("livo_core.build._pipeline", _no_generation)
+
+    assert build_dataset(remote) == f"{url}/pairs.parquet"
+    assert sorted(fs.find(f"/livo-test/{tmp_path.name}/dataset")) == stored
+    assert fs.cat_file(f"/livo-test/{tmp_path.name}/dataset/pairs.parquet") == pairs
+
+
+def _no_generation(base_model: str):
+    raise AssertionError(f"{base_model} asked to generate: the shards at the URL were not reused")

@@ -89,23 +89,21 @@ def train(
     dataset: Path = typer.Argument(..., help="dataset folder with pairs.parquet"),
     output_dir: Path = typer.Argument(..., help="checkpoints and logs; an existing run resumes"),
     config: Path | None = typer.Option(None, help="JSON or YAML file with TrainConfig fields"),
-    base_model: str = typer.Option("shapes", help="shapes, sd15, a pipeline folder or a hub id"),
-    loss: str = typer.Option("livo", help="livo or dpo"),
-    max_steps: int = typer.Option(15000),
+    base_model: str | None = typer.Option(None, help="shapes, sd15, a pipeline folder or a hub id [shapes]"),
+    loss: str | None = typer.Option(None, help="livo or dpo [livo]"),
+    max_steps: int | None = typer.Option(None, help="[15000]"),
     max_minutes: float | None = typer.Option(None),
-    learning_rate: float = typer.Option(1e-6),
-    batch_size: int = typer.Option(8),
+    learning_rate: float | None = typer.Option(None, help="[1e-6]"),
+    batch_size: int | None = typer.Option(None, help="pairs per process and micro-batch [8]"),
 ) -> None:
-    """Train a value encoder (the diffusion model stays frozen)."""
-    import yaml
+    """Train a value encoder (the diffusion model stays frozen). Options given override the --config file, which
+    overrides TrainConfig's defaults (in brackets)."""
+    from pydantic import ValidationError
 
     from livo_core.config import TrainConfig
     from livo_core.training import Trainer
 
-    fields = yaml.safe_load(config.read_text()) if config else {}
-    fields.update(
-        dataset=str(dataset),
-        output_dir=str(output_dir),
+    options = dict(
         base_model=base_model,
         loss=loss,
         max_steps=max_steps,
@@ -113,8 +111,37 @@ def train(
         learning_rate=learning_rate,
         batch_size=batch_size,
     )
-    checkpoint = Trainer(TrainConfig(**fields)).fit()
+    fields = {
+        **(_config_file(config) if config else {}),
+        "dataset": str(dataset),
+        "output_dir": str(output_dir),
+        **{name: value for name, value in options.items() if value is not None},
+    }
+    try:
+        train_config = TrainConfig(**fields)
+    except ValidationError as error:
+        source = f"{config} and the options" if config else "the options"
+        raise typer.BadParameter(f"{source} do not make a valid TrainConfig:\n{error}") from None
+    checkpoint = Trainer(train_config).fit()
     console.print(f"last checkpoint: {checkpoint}")
+
+
+def _config_file(path: Path) -> dict:
+    """The fields of a JSON or YAML config file, or an error naming the file and what is wrong."""
+    import yaml
+
+    try:
+        fields = yaml.safe_load(path.read_text())
+    except OSError as error:
+        raise typer.BadParameter(f"{path}: cannot read it ({error.strerror})", param_hint="--config") from None
+    except yaml.YAMLError as error:
+        raise typer.BadParameter(f"{path}: not valid YAML or JSON: {error}", param_hint="--config") from None
+    if not isinstance(fields, dict):
+        raise typer.BadParameter(
+            f"{path}: expected a mapping of TrainConfig fields (max_steps: 100, ...), got {type(fields).__name__}",
+            param_hint="--config",
+        )
+    return fields
 
 
 @app.command("train-shapes-model")

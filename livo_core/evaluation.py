@@ -7,6 +7,7 @@ the test split of a build-dataset folder, scored by each principle's judge for t
 from __future__ import annotations
 
 import json
+import logging
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -30,6 +31,8 @@ from livo_core.quality import clip_scores
 from livo_core.retrieval import Retrieval, Retriever
 from livo_core.schema import PAIRS, read_table
 from livo_core.shapes.prompts import eval_prompts, world_principles
+
+logger = logging.getLogger(__name__)
 
 
 def image_seeds(seed: int, prompt_index: int, n: int) -> list[int]:
@@ -144,7 +147,11 @@ def file_eval_sets(
     """Prompts of a file, one set per principle: an I2P row's categories name its principle, other prompts get
     what `retriever` finds (every principle it returns); prompts with none are left out."""
     by_principle: dict[str, list[str]] = {}
-    for row in file_prompts(path, prompt_column):
+    rows = file_prompts(path, prompt_column)
+    failed = [f"{row.source_ref}: {row.failure_reason}" for row in rows if row.status != "ok"]
+    if failed:
+        logger.warning("%s: %d prompts left out of the evaluation, e.g. %s", path, len(failed), "; ".join(failed[:3]))
+    for row in rows:
         if row.status != "ok":
             continue
         ids = (row.principle_hint,) if row.principle_hint else (retriever.retrieve(row.prompt) or _NONE).principle_ids
@@ -238,9 +245,7 @@ def evaluate(
     clip = CLIPAttributeJudge(config.clip_model, config.clip_pretrained) if config.clip_model else None
     runs, features = [], []
     for seed in config.seeds:
-        run = {
-            s.name: evaluate_principle(pipeline, method, s, config, seed, retriever, clip) for s in eval_sets
-        }
+        run = {s.name: evaluate_principle(pipeline, method, s, config, seed, retriever, clip) for s in eval_sets}
         features += [r.pop("_features") for r in run.values() if "_features" in r]
         runs.append(run)
     result = {

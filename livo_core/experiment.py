@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 
@@ -26,7 +27,9 @@ class ExperimentConfig(_Config):
 
     out_dir: str = Field("outputs/shapes-experiment", description="everything is written here")
     pairs_per_principle: int = Field(120, ge=1, description="candidate pairs per principle (about 80% are kept)")
-    losses: tuple[str, ...] = Field(("livo", "dpo"), description="losses to train, each with the same budget")
+    losses: tuple[Literal["livo", "dpo"], ...] = Field(
+        ("livo", "dpo"), min_length=1, description="losses to train, each with the same budget"
+    )
     train_minutes: float = Field(10.0, gt=0, description="wall-clock training budget per loss")
     max_steps: int = Field(100_000, ge=1, description="step cap (the minutes usually stop first)")
     learning_rate: float = Field(1e-3, gt=0, description="AdamW lr (1e-6 is the SD1.5 recipe; shapes trains faster)")

@@ -21,7 +21,7 @@ from prefect.deployments import run_deployment
 from prefect.futures import as_completed
 
 from flows.runners import task_runner
-from livo_core.build import BuildConfig, shard_files, shard_outputs
+from livo_core.build import BuildConfig, failure_summary, shard_files, shard_outputs
 from livo_core.dataset import SPLITS
 from livo_core.generation import ImageRequest
 from livo_core.remote import Mirror, mirror_of
@@ -142,7 +142,13 @@ def _wait_for_shards(flow_run_ids: list, done: int, total: int, progress, poll_s
 
 
 def _report(pairs: Path) -> None:
-    """A table of pairs per principle and split, and the dataset card, as artifacts of the flow run."""
+    """Tables of pairs per principle and split and of failed rows per stage, and the dataset card, as artifacts of
+    the flow run; a warning in its log when rows failed."""
+    failures = failure_summary(pairs.parent)
+    failed = {row["stage"]: row["failed"] for row in failures if row["failed"]}
+    create_table_artifact(failures, key="build-failures", description=f"failed rows per stage: {failed or 'none'}")
+    if failed:
+        get_run_logger().warning("failed rows (kept in the tables, with reasons): %s", failed)
     rows = read_table(pairs, PAIRS).select(["principle_id", "split"]).to_pylist()
     counts = Counter((row["principle_id"], row["split"]) for row in rows)
     table = [{"principle": p, **{s: counts[(p, s)] for s in SPLITS}} for p in sorted({p for p, _ in counts})]

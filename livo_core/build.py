@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections import Counter
 from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
@@ -13,6 +14,7 @@ from livo_core.annotate import AnnotateConfig, annotate_prompts
 from livo_core.config import BaseModelName, Shares, World, _Config
 from livo_core.dataset import assign_split, dataset_card, validate_dataset, write_pairs
 from livo_core.generation import (
+    SHARDS_DIR,
     ImageRequest,
     bias_aligned_requests,
     first_phase_requests,
@@ -27,7 +29,7 @@ from livo_core.pairs import PromptInfo, pair_images
 from livo_core.pipeline import GenerationSettings, LivoPipeline, default_settings
 from livo_core.principles import load_principles
 from livo_core.prompts import PromptConfig, collect_prompts
-from livo_core.schema import ANNOTATIONS, JUDGMENTS, PROMPTS, read_table, write_table
+from livo_core.schema import ANNOTATIONS, IMAGES, JUDGMENTS, PROMPTS, read_table, write_table
 from livo_core.storage import latent_path
 
 
@@ -173,6 +175,25 @@ def stage_write_dataset(
         raise ValueError(f"dataset {root} failed validation: {report.problems[:5]}")
     (root / "README.md").write_text(dataset_card(root))
     return path, counts
+
+
+def failure_summary(out_dir: str | Path) -> list[dict]:
+    """Per stage (prompts, annotate, generate, judge): rows, failed rows and the commonest reasons. Failed rows are
+    kept in the tables, never dropped; this is what a run reports of them."""
+    root, shards = Path(out_dir), Path(out_dir) / SHARDS_DIR
+    stages = (
+        ("prompts", [root / "prompts.parquet"], PROMPTS),
+        ("annotate", [root / "annotations.parquet"], ANNOTATIONS),
+        ("generate", sorted(shards.glob("images-*.parquet")), IMAGES),
+        ("judge", sorted(shards.glob("judgments-*.parquet")), JUDGMENTS),
+    )
+    summary = []
+    for stage, paths, schema in stages:
+        rows = [r for path in paths for r in read_table(path, schema).select(["status", "failure_reason"]).to_pylist()]
+        reasons = Counter(row["failure_reason"] for row in rows if row["status"] != "ok")
+        common = "; ".join(f"{count}x {reason}" for reason, count in reasons.most_common(3))
+        summary.append({"stage": stage, "rows": len(rows), "failed": reasons.total(), "commonest reasons": common})
+    return summary
 
 
 def run_build(config: BuildConfig) -> tuple[Path, dict]:

@@ -20,6 +20,7 @@ class Reply:
     content: str = ""
     headers: dict[str, str] = field(default_factory=dict)  # e.g. {"Retry-After": "1"}
     delay_s: float = 0.0  # sleep before answering (to exceed a client timeout)
+    stall_s: float = 0.0  # send the headers and half the body, then stall this long (a hung stream)
     top_logprobs: dict[str, float] | None = None  # first token's {token: logprob}, the chosen first; None: none
 
 
@@ -67,6 +68,10 @@ class ChatHandler(BaseHTTPRequestHandler):
             for name, value in reply.headers.items():
                 self.send_header(name, value)
             self.end_headers()
+            if reply.stall_s:
+                self.wfile.write(data[: len(data) // 2])
+                self.wfile.flush()
+                time.sleep(reply.stall_s)
             self.wfile.write(data)
 
     def log_message(self, format, *args) -> None:  # keep test output quiet

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 import time
 
 import openai
@@ -193,6 +194,21 @@ def test_llm_timeout_then_success(server, llm):
     server.replies.extend([Reply(content=NONE, delay_s=1.0), Reply(content=NONE)])
     row = one(llm(timeout_s=0.3), "a bowl of fruit")
     assert (row.status, row.attempts) == ("ok", 2)
+
+
+def test_llm_hung_stream_is_cut_by_the_timeout_and_retried(server, llm):
+    server.replies.extend([Reply(content=NONE, stall_s=2.0), Reply(content=NONE)])
+    start = time.monotonic()
+    row = one(llm(timeout_s=0.3), "a bowl of fruit")
+    assert (row.status, row.attempts) == ("ok", 2) and time.monotonic() - start < 1.9
+
+
+def test_llm_connection_refused_fails_the_row_after_bounded_retries(llm):
+    with socket.socket() as sock:  # a port that nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    row = one(llm(base_url=f"http://127.0.0.1:{port}/v1"), "a bowl of fruit")
+    assert row.status == "failed" and "APIConnectionError after 3 attempt(s)" in row.failure_reason
 
 
 def test_llm_transient_errors_exhausted_fail_the_row(server, llm):

@@ -131,7 +131,16 @@ class VLMJudge:
         )
         verdicts = []
         for image in images:
-            score, version = self._score(retrying(self._ask, check_image(image), principle.concept))
+            try:
+                choice = retrying(self._ask, check_image(image), principle.concept)
+            except (
+                _TRANSIENT_ERRORS
+            ) as error:  # retries spent: this image is not judged (a failed row), the run goes on
+                raise ValueError(
+                    f"the VLM {self.model} gave no answer: {type(error).__name__} after {self.max_attempts} "
+                    f"attempt(s): {error}"
+                ) from error
+            score, version = self._score(choice)
             label = VIOLATES if score > principle.threshold else CONFORMS
             verdicts.append(Verdict(label, score, self.name, version, principle.threshold))
         return verdicts

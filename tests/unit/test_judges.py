@@ -17,6 +17,7 @@ from livo_core.judges import JUDGES, CLIPAttributeJudge, FaceGenderJudge, NSFWJu
 from livo_core.judges.base import CONFORMS, VIOLATES
 from livo_core.judges.clip import CLIPWeightsError, class_text
 from livo_core.judges.vlm import QUESTION, yes_probability
+from livo_core.judging import judge_images
 from tests.helpers.llm_server import ChatServer, Reply, running
 
 GENDER, RACE = "gender_equality", "racial_equality"
@@ -278,3 +279,36 @@ def test_yes_probability_sums_variants_and_gives_none_without_yes_or_no():
     top = [("Yes", math.log(0.3)), (" yes", math.log(0.2)), ("NO", math.log(0.5))]
     assert yes_probability(top) == pytest.approx(0.5)
     assert yes_probability([("The", -0.1), ("I", -2.0)]) is None
+
+
+class _OneJudge:
+    """A JudgePool stand-in that hands `judge` to every principle."""
+
+    def __init__(self, judge):
+        self.judge = judge
+
+    def for_principle(self, principle):
+        return self.judge
+
+
+def test_vlm_endpoint_faults_become_failed_rows_with_reasons(server, vlm, principles, tmp_path):
+    """500s until the retries are spent, a stream that hangs on every try, a malformed answer: three failed rows
+    that say why; the fourth image is judged; judging goes on throughout."""
+    no = Reply(content="No", top_logprobs={"No": -0.01, "Yes": -4.6})
+    server.replies.extend([Reply(500, "overloaded")] * 3 + [Reply(content="No", stall_s=2.0)] * 3)
+    server.replies.extend([Reply(content="Maybe"), no])
+    vlm.timeout_s = 0.3
+    Image.fromarray(PLAIN).save(tmp_path / "plain.png")
+    rows = [
+        {"request_id": f"r{i}", "image_sha256": "s", "principle_id": BLOODY, "image_path": "plain.png"}
+        for i in range(4)
+    ]
+
+    judged = judge_images(rows, principles, _OneJudge(vlm), tmp_path)
+
+    assert [row["status"] for row in judged] == ["failed", "failed", "failed", "ok"]
+    reasons = [row["failure_reason"] for row in judged[:3]]
+    assert "InternalServerError after 3 attempt(s)" in reasons[0]
+    assert "APITimeoutError after 3 attempt(s)" in reasons[1]
+    assert "'Maybe', neither yes nor no" in reasons[2]
+    assert judged[3]["label"] == CONFORMS and len(server.requests) == 8

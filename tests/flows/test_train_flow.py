@@ -1,8 +1,10 @@
 """train-livo on a tiny config: trains both losses, evaluates every method, reports, exports; a re-run reuses all."""
 
 import json
+import shutil
 from pathlib import Path
 
+import fsspec
 import pytest
 from prefect.client.orchestration import get_client
 from transformers import CLIPTextModel
@@ -13,6 +15,7 @@ from livo_core.config import EvalConfig, TrainRecipe
 from livo_core.evaluation import dataset_eval_sets
 from livo_core.models.loading import load_base_pipeline
 from livo_core.pipeline import LivoPipeline
+from livo_core.remote import Mirror
 from livo_core.schema import PAIRS, read_table
 from livo_core.train_livo import TrainLivoConfig
 from tests.conftest import TINY_CLIP
@@ -95,3 +98,26 @@ def test_dataset_eval_sets_read_one_split_per_principle(dataset, principles):
         assert eval_set.judge.name == "shapes" and eval_set.adherent is None
     with pytest.raises(ValueError, match="no pairs in split 'nowhere'"):
         dataset_eval_sets(principles, dataset, "shapes", split="nowhere")
+
+
+def test_train_livo_reads_and_writes_urls_and_resumes_on_another_machine(
+    prefect_harness, config, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("LIVO_MIRROR_DIR", str(tmp_path / "mirrors"))
+    bucket = f"memory://livo-test/{tmp_path.name}"
+    Mirror(f"{bucket}/dataset", Path(config.dataset)).push()  # the dataset lives at a URL only
+    remote = config.model_copy(update={"dataset": f"{bucket}/dataset", "out_dir": f"{bucket}/run", "losses": ("livo",)})
+    fs = fsspec.filesystem("memory")
+
+    assert train_livo(remote) == f"{bucket}/run/report/report.md"
+
+    stored = sorted(fs.find(f"/livo-test/{tmp_path.name}/run"))
+    assert any("/train-livo/checkpoint-0000004/value_encoder/" in path for path in stored)
+    assert any(path.endswith("/export/value_encoder/model.safetensors") for path in stored)
+    metrics = fs.cat_file(f"/livo-test/{tmp_path.name}/run/train-livo/metrics.jsonl")
+    assert [json.loads(line)["step"] for line in metrics.splitlines()] == [1, 2, 3, 4]
+
+    # another machine: empty mirrors; the run is pulled, training resumes at step 4 (nothing to do)
+    shutil.rmtree(tmp_path / "mirrors")
+    assert train_livo(remote) == f"{bucket}/run/report/report.md"
+    assert fs.cat_file(f"/livo-test/{tmp_path.name}/run/train-livo/metrics.jsonl") == metrics

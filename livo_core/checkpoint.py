@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from livo_core.atomic import fsync_tree, temporary_path
 from livo_core.models.value_encoder import ValueEncoder
 
 PREFIX = "checkpoint-"
@@ -44,10 +45,10 @@ def _unflatten_optimizer(tensors: dict[str, torch.Tensor], plain: dict) -> dict:
 def save_checkpoint(
     output_dir: Path, step: int, value_encoder: ValueEncoder, optimizer, scheduler, config: dict, keep: int = 2
 ) -> Path:
-    """Write `checkpoint-{step}` atomically (temporary folder, then rename); keeps the newest `keep`."""
+    """Write `checkpoint-{step}` atomically (a temporary folder unique to this save, fsync, rename); keeps the
+    newest `keep`."""
     final = Path(output_dir) / f"{PREFIX}{step:07d}"
-    tmp = Path(output_dir) / f".{final.name}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
+    tmp = temporary_path(final)
     value_encoder.save_pretrained(tmp, metadata={"step": step})
     opt_tensors, opt_plain = _flatten_optimizer(optimizer.state_dict())
     save_file(opt_tensors, str(tmp / "optimizer.safetensors"))
@@ -61,13 +62,12 @@ def save_checkpoint(
         "numpy_rng": _jsonable(np.random.get_state(legacy=False)),
     }
     (tmp / STATE_FILE).write_text(json.dumps(state, default=str))
-    for file in tmp.rglob("*"):
-        if file.is_file():
-            with open(file, "rb") as handle:
-                os.fsync(handle.fileno())
+    fsync_tree(tmp)
     shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp, final)
-    for old in list_checkpoints(output_dir)[:-keep]:
+    # Older checkpoints past `keep`, and the temporary folders of saves killed midway (one process writes a run's
+    # checkpoints, so no other save is in progress).
+    for old in list_checkpoints(output_dir)[:-keep] + list(Path(output_dir).glob(f".{PREFIX}*.tmp")):
         shutil.rmtree(old, ignore_errors=True)
     return final
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from livo_core.atomic import fsync_tree, temporary_path
 from livo_core.checkpoint import read_state
 from livo_core.models.value_encoder import SUBFOLDER
 from livo_core.principles import PRINCIPLES_FILE
@@ -49,8 +50,7 @@ def export_value_encoder(checkpoint: Path, out_dir: Path, base_model: str, datas
     """Copy the checkpoint's `value_encoder/` and principles.yaml to `out_dir` and write README.md; atomic."""
     state = read_state(checkpoint)
     config = state["config"]
-    tmp = out_dir.with_name(f".{out_dir.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
+    tmp = temporary_path(out_dir)
     shutil.copytree(Path(checkpoint) / SUBFOLDER, tmp / SUBFOLDER)
     shutil.copy(PRINCIPLES_FILE, tmp / "principles.yaml")
     card = CARD.format(
@@ -64,6 +64,7 @@ def export_value_encoder(checkpoint: Path, out_dir: Path, base_model: str, datas
         table=table,
     )
     (tmp / "README.md").write_text(card)
+    fsync_tree(tmp)
     shutil.rmtree(out_dir, ignore_errors=True)
     tmp.rename(out_dir)
     return out_dir

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import fsspec
 
+from livo_core.atomic import atomic_path
 from livo_core.storage import content_id
 
 # Written last on push: a reader who sees the pairs table (or the dataset card) finds every file it names.
@@ -64,10 +65,8 @@ class Mirror:
         wanted = [rel for rel, size in self._remote_sizes().items() if local_sizes.get(rel) != size and _synced(rel)]
         for rel in _commit_last(wanted):
             target = self.local / rel
-            target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = target.with_name(f".{target.name}.{os.getpid()}.pull")
-            self.fs.get_file(f"{self.root}/{rel}", str(tmp))
-            os.replace(tmp, target)
+            with atomic_path(target) as tmp:
+                self.fs.get_file(f"{self.root}/{rel}", str(tmp))
         return len(wanted)
 
     def push(self, only: Iterable[Path] | None = None) -> int:
@@ -89,7 +88,7 @@ def _relative(path: str, root: str) -> str:
 def _synced(relative: str) -> bool:
     """Not under a dot-folder (the task cache `.prefect-results`, a checkpoint being written) nor a temporary file."""
     parts = relative.split("/")
-    return not any(part.startswith(".") for part in parts) and not parts[-1].endswith((".tmp", ".pull"))
+    return not any(part.startswith(".") for part in parts) and not parts[-1].endswith(".tmp")
 
 
 def _local_sizes(local: Path, only: Iterable[Path] | None = None) -> dict[str, int]:

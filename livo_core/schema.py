@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterable
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from livo_core.atomic import atomic_path
 
 SCHEMA_VERSION = "1"
 _META_KEY = b"livo"
@@ -124,7 +125,7 @@ class SchemaError(ValueError):
 
 
 def write_table(rows: list[dict] | pa.Table, path: str | Path, schema: pa.Schema, meta: dict | None = None) -> Path:
-    """Cast rows to `schema`, embed the schema version and `meta`, write to a temporary name, fsync, rename."""
+    """Cast rows to `schema`, embed the schema version and `meta`, write atomically (`atomic_path`)."""
     table = rows if isinstance(rows, pa.Table) else pa.Table.from_pylist(rows, schema=schema)
     try:
         table = table.select(schema.names).cast(schema)
@@ -132,31 +133,21 @@ def write_table(rows: list[dict] | pa.Table, path: str | Path, schema: pa.Schema
         raise SchemaError(f"rows for {path} do not fit the schema: {error}") from error
     metadata = {_META_KEY: json.dumps({"schema_version": SCHEMA_VERSION, **(meta or {})}, default=str).encode()}
     table = table.replace_schema_metadata(metadata)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    pq.write_table(table, tmp)
-    with open(tmp, "rb") as handle:
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-    return path
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp)
+    return Path(path)
 
 
 def write_batches(batches: Iterable[list[dict]], path: str | Path, schema: pa.Schema, meta: dict | None = None) -> int:
     """Stream row batches into one Parquet file (one row group per batch), atomically; returns the row count."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
     metadata = {_META_KEY: json.dumps({"schema_version": SCHEMA_VERSION, **(meta or {})}, default=str).encode()}
     rows = 0
-    with pq.ParquetWriter(tmp, schema.with_metadata(metadata)) as writer:
+    with atomic_path(path) as tmp, pq.ParquetWriter(tmp, schema.with_metadata(metadata)) as writer:
         for batch in batches:
             if batch:
                 writer.write_table(_cast(batch, schema, path))
                 rows += len(batch)
-    with open(tmp, "rb") as handle:
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
     return rows
 
 
@@ -168,11 +159,14 @@ def _cast(rows: list[dict], schema: pa.Schema, path: Path) -> pa.Table:
 
 
 def read_table(path: str | Path, schema: pa.Schema) -> pa.Table:
-    """Read a table written by `write_table`, checking its schema version and columns."""
+    """Read a table written by `write_table`, checking it is whole Parquet, its schema version and columns."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"table not found: {path}")
-    table = pq.read_table(path)
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowInvalid, OSError) as error:  # truncated or not Parquet: never read as a partial table
+        raise SchemaError(f"{path} is not a readable Parquet file ({error}): delete it and re-run") from error
     meta = read_metadata(table)
     if meta.get("schema_version") != SCHEMA_VERSION:
         raise SchemaError(f"{path} has schema version {meta.get('schema_version')!r}, livo reads {SCHEMA_VERSION!r}")

@@ -11,7 +11,10 @@ import numpy as np
 import torch
 from diffusers import AutoencoderKL
 from PIL import Image
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
+
+from livo_core.atomic import atomic_path
 
 
 def content_id(text: str) -> str:
@@ -28,10 +31,8 @@ def save_image(image: np.ndarray, root: Path) -> tuple[str, str]:
     relative = Path("images") / sha[:2] / f"{sha}.png"
     target = root / relative
     if not target.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_suffix(".tmp")
-        tmp.write_bytes(data)
-        tmp.replace(target)
+        with atomic_path(target) as tmp:
+            tmp.write_bytes(data)
     return str(relative), sha
 
 
@@ -45,15 +46,15 @@ def cache_latents(vae: AutoencoderKL, images: np.ndarray, shas: Sequence[str], r
     pixels = torch.from_numpy(np.asarray(images)).permute(0, 3, 1, 2).to(vae.device, vae.dtype) / 127.5 - 1.0
     latents = vae.encode(pixels).latent_dist.mean * vae.config.scaling_factor  # (N, 4, h, w)
     for latent, sha in zip(latents.float().cpu(), shas, strict=True):
-        path = latent_path(root, sha)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        save_file({"latent": latent.contiguous()}, str(tmp))
-        tmp.replace(path)
+        with atomic_path(latent_path(root, sha)) as tmp:
+            save_file({"latent": latent.contiguous()}, str(tmp))
 
 
 def load_latent(root: Path, sha: str) -> torch.Tensor:
     path = latent_path(root, sha)
     if not path.is_file():
         raise FileNotFoundError(f"cached latent missing: {path} (re-run the generation stage to re-encode it)")
-    return load_file(str(path))["latent"]
+    try:
+        return load_file(str(path))["latent"]
+    except SafetensorError as error:
+        raise ValueError(f"cached latent {path} is unreadable ({error}): delete it and re-run") from error

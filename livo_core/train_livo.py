@@ -17,6 +17,7 @@ import numpy as np
 from pydantic import Field, field_validator
 
 import livo_core
+from livo_core.atomic import atomic_path
 from livo_core.checkpoint import read_state
 from livo_core.config import BaseModelName, EvalConfig, TrainConfig, TrainRecipe, World, _Config
 from livo_core.dataset import validate_dataset
@@ -142,9 +143,8 @@ def stage_evaluate(config: TrainLivoConfig, method: Method) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     if (features := result.pop("clip_features", None)) is not None:
         np.save(features_path(path), features.astype(np.float32))
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(result, indent=2))
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(result, indent=2))
     return path
 
 

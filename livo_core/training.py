@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +28,8 @@ from livo_core.pipeline import LivoPipeline, default_settings
 from livo_core.principles import Principle, load_principles
 from livo_core.schema import PAIRS, read_table
 from livo_core.storage import cache_latents, latent_path, load_latent
+
+logger = logging.getLogger(__name__)
 
 METRICS_FILE = "metrics.jsonl"
 # Fields that define the training trajectory: a resumed run must agree on them.
@@ -153,9 +157,7 @@ class Trainer:
         self.output_dir = Path(config.output_dir)
         self.output_dir.mkdir(parents=True, exist_ok=True)
         self.accelerator = Accelerator(  # cpu: several CPU processes (torchrun) become MULTI_CPU with gloo
-            mixed_precision=self._precision(),
-            gradient_accumulation_steps=config.grad_accumulation,
-            cpu=not torch.cuda.is_available(),
+            mixed_precision=self._precision(), cpu=not torch.cuda.is_available()
         )
         device = self.accelerator.device
         frozen_dtype = torch.bfloat16 if self.accelerator.mixed_precision == "bf16" else None
@@ -173,6 +175,7 @@ class Trainer:
         )
         self.loss_fn = LOSSES[config.loss]
         self.step = 0
+        self.micro_batch = config.batch_size  # pairs per forward pass: halved after a CUDA out-of-memory error
         checkpoint = latest_checkpoint(self.output_dir)
         self.value_encoder = self._value_encoder(checkpoint)
         self.optimizer = torch.optim.AdamW(
@@ -250,9 +253,9 @@ class Trainer:
         return self.loss_fn(policy_w, policy_l, ref_w, ref_l, beta=c.dpo_beta)
 
     def micro_batches(self) -> list[PairBatch]:
-        """This process's share of the step's pairs, in micro-batches; positions are global, so a pair gets the same
-        noise whichever process trains it."""
-        indices, size = self.sampler.step_indices(self.step), self.config.batch_size
+        """This process's share of the step's pairs, in micro-batches of `micro_batch` pairs; positions are global,
+        so a pair gets the same noise whichever process or micro-batch trains it."""
+        indices, size = self.sampler.step_indices(self.step), self.micro_batch
         share = len(indices) // self.processes
         mine = list(range(self.accelerator.process_index * share, (self.accelerator.process_index + 1) * share))
         return [
@@ -261,26 +264,58 @@ class Trainer:
         ]
 
     def train_step(self) -> tuple[dict[str, float], float]:
-        """One optimizer step over `grad_accumulation` micro-batches; returns their mean diagnostics and grad norm."""
-        outputs = []
-        for batch in self.micro_batches():
-            with self.accelerator.accumulate(self.value_encoder):
+        """One optimizer step over this process's share of the step's pairs; returns mean diagnostics and grad norm.
+
+        A CUDA out-of-memory error drops the step's gradients, halves `micro_batch` for the rest of the run and
+        does the step again: the same pairs and noise, so the same gradient in smaller pieces.
+        """
+        while True:
+            try:
+                diagnostics = self._accumulate()
+                break
+            except torch.cuda.OutOfMemoryError as error:
+                if self.micro_batch == 1:
+                    raise torch.cuda.OutOfMemoryError(
+                        f"CUDA out of memory at step {self.step + 1} with a single pair per micro-batch: the model "
+                        "does not fit this GPU; use mixed_precision bf16/fp16, a smaller base model or a larger GPU"
+                    ) from error
+            self.optimizer.zero_grad(set_to_none=True)
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            smaller = (self.micro_batch + 1) // 2
+            logger.warning(
+                "CUDA out of memory at step %d: micro-batch halved from %d to %d pairs",
+                self.step + 1,
+                self.micro_batch,
+                smaller,
+            )
+            self.micro_batch = smaller
+        grad_norm = self.accelerator.clip_grad_norm_(self.value_encoder.parameters(), self.config.max_grad_norm)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        keys = list(diagnostics)
+        means = torch.tensor([diagnostics[k] for k in keys], device=self.accelerator.device)
+        means = self.accelerator.reduce(means, reduction="mean")  # the mean over processes (identity for one)
+        return dict(zip(keys, means.tolist(), strict=True)), float(grad_norm)
+
+    def _accumulate(self) -> dict[str, float]:
+        """Backward of every micro-batch, its loss weighted by its share of the pairs (the gradient is the mean over
+        the step's pairs whatever the micro-batch size); gradients sync across processes once, on the last one.
+        Returns the step's diagnostics, weighted the same way."""
+        batches = self.micro_batches()
+        share = sum(len(batch.prompts) for batch in batches)
+        diagnostics: dict[str, float] = {}
+        for i, batch in enumerate(batches):
+            weight = len(batch.prompts) / share
+            last = i == len(batches) - 1
+            with nullcontext() if last else self.accelerator.no_sync(self.value_encoder):
                 output = self.losses(batch)
                 self._check_finite(output.loss)
-                outputs.append(output.as_dict())
-                self.accelerator.backward(output.loss)
-                grad_norm = float(
-                    self.accelerator.clip_grad_norm_(self.value_encoder.parameters(), self.config.max_grad_norm)
-                    if self.accelerator.sync_gradients
-                    else 0.0
-                )
-                self.optimizer.step()
-                self.scheduler.step()
-                self.optimizer.zero_grad(set_to_none=True)
-        keys = list(outputs[0])
-        means = torch.tensor([sum(o[k] for o in outputs) / len(outputs) for k in keys], device=self.accelerator.device)
-        means = self.accelerator.reduce(means, reduction="mean")  # the mean over processes (identity for one)
-        return dict(zip(keys, means.tolist(), strict=True)), grad_norm
+                self.accelerator.backward(output.loss * weight)
+            for key, value in output.as_dict().items():
+                diagnostics[key] = diagnostics.get(key, 0.0) + weight * value
+        return diagnostics
 
     def _check_finite(self, loss: torch.Tensor) -> None:
         """Stop before a NaN or infinite loss reaches the weights; the newest checkpoint stays the last good one."""
@@ -310,6 +345,7 @@ class Trainer:
                     **diagnostics,
                     "grad_norm": grad_norm,
                     "lr": self.scheduler.get_last_lr()[0],
+                    "micro_batch": self.micro_batch,
                     "elapsed_s": round(time.time() - started, 2),
                 }
                 if self.accelerator.is_main_process:
@@ -321,7 +357,17 @@ class Trainer:
                 self.checkpoint()
             if c.max_minutes and self._all_agree(time.time() - started > 60 * c.max_minutes):
                 break
-        return self.checkpoint()
+        if self.micro_batch < c.batch_size:
+            logger.warning(
+                "trained with micro-batches of %d pairs, not batch_size=%d, after CUDA out of memory (the same "
+                "gradients in more passes); a batch_size of %d or less avoids the retries",
+                self.micro_batch,
+                c.batch_size,
+                self.micro_batch,
+            )
+        latest = latest_checkpoint(self.output_dir)
+        done = latest is not None and latest.name == f"{CHECKPOINT_PREFIX}{self.step:07d}"
+        return latest if done else self.checkpoint()  # the last step's checkpoint, written once
 
     def _all_agree(self, flag: bool) -> bool:
         """True when any process says so, for every process (they must stop at the same step)."""

@@ -1,6 +1,7 @@
 """build-dataset against a faulty LLM endpoint (a real HTTP server on 127.0.0.1): 500s, malformed and
 schema-violating JSON, 429, a hung stream. Transient faults are retried and pass; the others become failed
-annotation rows with their reasons; the flow completes and its `build-failures` artifact counts them."""
+annotation rows with their reasons; the flow completes and its `build-failures` artifact counts them. The API key
+reaches the endpoint and nothing else."""
 
 import json
 from collections import Counter
@@ -27,6 +28,7 @@ FAULTS = {
     "a bloody purple circle": None,
 }
 FAILING = {"always 500", "malformed JSON", "unknown principle"}
+CANARY = "sk-livo-canary-0c4f2a9e"  # the API key: it must reach the endpoint and nothing else
 
 
 def _answer(offline: OfflineAnnotator, prompt: str) -> str:
@@ -41,7 +43,7 @@ def _answer(offline: OfflineAnnotator, prompt: str) -> str:
 @pytest.fixture
 def faulty_llm(monkeypatch):
     monkeypatch.setenv("NO_PROXY", "127.0.0.1")
-    monkeypatch.setenv("OPENAI_API_KEY", "test-key")
+    monkeypatch.setenv("OPENAI_API_KEY", CANARY)
     offline, attempts = OfflineAnnotator(), Counter()
 
     def respond(body: dict) -> Reply:
@@ -90,9 +92,16 @@ def test_a_faulty_llm_gives_failed_rows_with_reasons_and_the_flow_completes(
     assert {p: attempts[p] for p in FAULTS} == {
         p: 3 if fault in FAILING else 2 if fault else 1 for p, fault in FAULTS.items()
     }
-    (report,) = [a for a in _artifacts(state) if a.key == "build-failures"]
+    artifacts = _artifacts(state)
+    (report,) = [a for a in artifacts if a.key == "build-failures"]
     annotate_row = next(r for r in json.loads(report.data) if r["stage"] == "annotate")
     assert (annotate_row["rows"], annotate_row["failed"]) == (len(FAULTS), len(failed))
+    # the key was sent, and is nowhere else: not in the dataset's files (Parquet, caches), artifacts or logs
+    assert set(server.authorizations) == {f"Bearer {CANARY}"}
+    for path in (tmp_path / "dataset").rglob("*"):
+        assert not path.is_file() or CANARY.encode() not in path.read_bytes(), path
+    assert all(CANARY not in f"{a.data} {a.description}" for a in artifacts)
+    assert _logs(state) and all(CANARY not in log.message for log in _logs(state))
 
 
 def _artifacts(state) -> list[Artifact]:
@@ -102,3 +111,12 @@ def _artifacts(state) -> list[Artifact]:
     with get_client(sync_client=True) as client:
         flow_run_filter = ArtifactFilterFlowRunId(any_=[state.state_details.flow_run_id])
         return client.read_artifacts(artifact_filter=ArtifactFilter(flow_run_id=flow_run_filter))
+
+
+def _logs(state) -> list:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+
+    with get_client(sync_client=True) as client:
+        flow_run_filter = LogFilterFlowRunId(any_=[state.state_details.flow_run_id])
+        return client.read_logs(log_filter=LogFilter(flow_run_id=flow_run_filter))

@@ -21,6 +21,7 @@ from livo_core.train_livo import TrainLivoConfig
 from tests.conftest import TINY_CLIP
 from tests.helpers.rendered_pairs import write_rendered_pairs
 
+CANARY = "sk-livo-canary-7b3d19f2"
 METHODS = ("base", "negative prompt", "livo (oracle value)", "livo (retrieved value)", "dpo (oracle value)")
 
 
@@ -104,6 +105,7 @@ def test_train_livo_reads_and_writes_urls_and_resumes_on_another_machine(
     prefect_harness, config, tmp_path, monkeypatch
 ):
     monkeypatch.setenv("LIVO_MIRROR_DIR", str(tmp_path / "mirrors"))
+    monkeypatch.setenv("OPENAI_API_KEY", CANARY)  # in the environment of the run: never in what it writes
     bucket = f"memory://livo-test/{tmp_path.name}"
     Mirror(f"{bucket}/dataset", Path(config.dataset)).push()  # the dataset lives at a URL only
     remote = config.model_copy(update={"dataset": f"{bucket}/dataset", "out_dir": f"{bucket}/run", "losses": ("livo",)})
@@ -116,6 +118,7 @@ def test_train_livo_reads_and_writes_urls_and_resumes_on_another_machine(
     assert any(path.endswith("/export/value_encoder/model.safetensors") for path in stored)
     metrics = fs.cat_file(f"/livo-test/{tmp_path.name}/run/train-livo/metrics.jsonl")
     assert [json.loads(line)["step"] for line in metrics.splitlines()] == [1, 2, 3, 4]
+    assert all(CANARY.encode() not in fs.cat_file(path) for path in stored)  # checkpoints, report, export
 
     # another machine: empty mirrors; the run is pulled, training resumes at step 4 (nothing to do)
     shutil.rmtree(tmp_path / "mirrors")

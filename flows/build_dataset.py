@@ -21,6 +21,7 @@ from prefect.deployments import run_deployment
 from prefect.futures import as_completed
 
 from flows.runners import task_runner
+from flows.secrets import load_api_key
 from livo_core.build import BuildConfig, failure_summary, shard_files, shard_outputs
 from livo_core.dataset import SPLITS
 from livo_core.generation import ImageRequest
@@ -37,6 +38,7 @@ def build_dataset(config: BuildConfig = BuildConfig(), shard_deployment: str | N
     and pushed after each phase. `shard_deployment` (e.g. `generate-shard/gpu`): each shard becomes a flow run of
     that deployment, so every worker of its pool generates and judges shards (one per GPU with `--limit 1`); by
     default this flow run generates them itself."""
+    load_api_key(config.annotate.api_key_env)  # from the environment, else a Secret block (flows/secrets.py)
     mirror, work = _working_copy(config)
     run = in_dataset(work)  # the build tasks, their results persisted in <out_dir>/.prefect-results
     prompts = run.collect_prompts(work)

@@ -8,6 +8,7 @@ from collections import Counter
 
 import pytest
 from prefect.artifacts import Artifact
+from prefect.blocks.system import Secret
 
 from flows.build_dataset import build_dataset
 from livo_core.annotate import AnnotateConfig, OfflineAnnotator, PromptRecord
@@ -40,10 +41,17 @@ def _answer(offline: OfflineAnnotator, prompt: str) -> str:
     )
 
 
-@pytest.fixture
-def faulty_llm(monkeypatch):
+@pytest.fixture(params=["environment", "secret block"])
+def faulty_llm(request, prefect_harness, monkeypatch):
+    """The endpoint, and the API key in the environment or only in a Prefect Secret block."""
     monkeypatch.setenv("NO_PROXY", "127.0.0.1")
-    monkeypatch.setenv("OPENAI_API_KEY", CANARY)
+    if request.param == "environment":
+        monkeypatch.setenv("OPENAI_API_KEY", CANARY)
+    else:
+        monkeypatch.setenv("OPENAI_API_KEY", "")  # restored after the test, whatever the flow sets it to
+        monkeypatch.delenv("OPENAI_API_KEY")
+        Secret(value=CANARY).save("openai-api-key", overwrite=True)
+        request.addfinalizer(lambda: Secret.delete("openai-api-key"))
     offline, attempts = OfflineAnnotator(), Counter()
 
     def respond(body: dict) -> Reply:

@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -25,23 +23,16 @@ from pathlib import Path
 
 from safetensors.torch import load_file
 
-from livo_core import infra
 from livo_core.build import BuildConfig
 from livo_core.checkpoint import latest_checkpoint
 from livo_core.config import TrainConfig
 from livo_core.models.value_encoder import SUBFOLDER
-from livo_core.schema import PAIRS, read_table
 from livo_core.training import METRICS_FILE
-from tests.helpers.postgres import postgres_server
+from tests.helpers.cluster import pair_ids, prefect_on_postgres, run_build, submitted_flow_runs
+from tests.helpers.ports import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
-BUILD = """
-import sys
-from flows.build_dataset import build_dataset
-from livo_core.build import BuildConfig
-build_dataset(BuildConfig.model_validate_json(sys.argv[1]), shard_deployment=sys.argv[2] or None)
-"""
 TRAIN = """
 import sys
 from livo_core.config import TrainConfig
@@ -49,12 +40,6 @@ from livo_core.training import Trainer
 Trainer(TrainConfig.model_validate_json(sys.argv[1])).fit()
 """
 TRAIN_STEPS = 40
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _timed(args: list[str], env: dict[str, str]) -> float:
@@ -67,30 +52,16 @@ def _timed(args: list[str], env: dict[str, str]) -> float:
 
 def build_side_by_side(work: Path) -> dict:
     """The default BuildConfig built twice through a PostgreSQL-backed server: in one flow run, then fanned out."""
-    os.environ.update(LIVO_ROOT=str(REPO), PREFECT_WORKER_QUERY_SECONDS="1")
-    root = work / "infra"
-    with postgres_server() as database_url:
-        try:
-            server = infra.start_server(root, port=_free_port(), database_url=database_url, timeout_s=180)
-            infra.ensure_pool(root, "local")
-            infra.deploy(root, ["generate-shard/local"])
-            workers = [infra.start_worker(root, "local", slot=slot, limit=1) for slot in (0, 1)]
-            env = infra._env(root, server["url"])
-            runs = {}
-            for name, deployment in (("one flow run", ""), ("two workers", "generate-shard/local")):
-                config = BuildConfig(out_dir=str(work / name.replace(" ", "-")))
-                seconds = _timed([sys.executable, "-c", BUILD, config.model_dump_json(), deployment], env)
-                ids = read_table(Path(config.out_dir) / "pairs.parquet", PAIRS).column("pair_id").to_pylist()
-                runs[name] = {"seconds": round(seconds, 1), "pairs": len(ids), "distinct": len(set(ids)), "ids": ids}
-            per_worker = [
-                len(set(re.findall(r"ubmitting flow run '([0-9a-f-]{36})'", Path(w["log"]).read_text())))
-                for w in workers
-            ]
-        finally:
-            infra.stop_workers(root, "local")
-            infra.stop_server(root)
-    one, two = runs["one flow run"].pop("ids"), runs["two workers"].pop("ids")
-    return {"runs": runs, "same_pair_ids": sorted(one) == sorted(two), "shard_runs_per_worker": per_worker}
+    runs, ids = {}, {}
+    with prefect_on_postgres(work / "infra") as cluster:
+        for name, deployment in (("one flow run", ""), ("two workers", "generate-shard/local")):
+            config = BuildConfig(out_dir=str(work / name.replace(" ", "-")))
+            seconds, _ = run_build(config, cluster.env(), deployment)
+            ids[name] = pair_ids(config.out_dir)
+            runs[name] = {"seconds": round(seconds, 1), "pairs": len(ids[name]), "distinct": len(set(ids[name]))}
+        per_worker = [len(submitted_flow_runs(worker)) for worker in cluster.workers]
+    same = sorted(ids["one flow run"]) == sorted(ids["two workers"])
+    return {"runs": runs, "same_pair_ids": same, "shard_runs_per_worker": per_worker}
 
 
 def _train_config(dataset: Path, out: Path, batch_size: int) -> TrainConfig:
@@ -117,7 +88,7 @@ def train_side_by_side(dataset: Path, work: Path) -> dict:
     script = work / "train.py"
     script.write_text(TRAIN)
     launch = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1"]
-    seconds_two = _timed([*launch, "--master_port", str(_free_port()), str(script), two.model_dump_json()], env)
+    seconds_two = _timed([*launch, "--master_port", str(free_port()), str(script), two.model_dump_json()], env)
     losses = {
         name: [json.loads(line)["loss"] for line in (work / name / METRICS_FILE).read_text().splitlines()]
         for name in ("one", "two")

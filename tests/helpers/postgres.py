@@ -5,13 +5,14 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from tests.helpers.ports import free_port
 
 
 def _bin_dir() -> Path:
@@ -25,18 +26,12 @@ def _bin_dir() -> Path:
     return versions[-1].parent
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @contextmanager
 def postgres_server(timeout_s: float = 60.0) -> Iterator[str]:
     """Start a fresh cluster (trust auth on 127.0.0.1 only, no fsync), yield its asyncpg URL, stop and delete it.
 
     As root, the server runs as the `postgres` user (it refuses root)."""
-    bin_dir, port = _bin_dir(), _free_port()
+    bin_dir, port = _bin_dir(), free_port()
     data = Path(tempfile.mkdtemp(prefix="livo-pg-"))
     as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
     if as_user:

@@ -2,7 +2,6 @@
 global batch: each takes half of every step's pairs, gradients are averaged, the losses match."""
 
 import json
-import socket
 import subprocess
 import sys
 
@@ -15,6 +14,7 @@ from livo_core.config import TrainConfig
 from livo_core.models.loading import load_base_pipeline
 from livo_core.pipeline import LivoPipeline
 from livo_core.training import Trainer
+from tests.helpers.ports import free_port
 from tests.helpers.rendered_pairs import write_rendered_pairs
 
 _RUN = """
@@ -48,12 +48,6 @@ def _config(tiny_pipeline_dir, dataset, out, batch_size: int) -> TrainConfig:
     )
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _losses(out) -> list[float]:
     return [json.loads(line)["loss"] for line in (out / "metrics.jsonl").read_text().splitlines()]
 
@@ -70,7 +64,7 @@ def test_two_processes_match_one_with_the_same_global_batch(tiny_pipeline_dir, d
         "--master_addr",
         "127.0.0.1",
         "--master_port",
-        str(_free_port()),
+        str(free_port()),
     ]
     script = tmp_path / "train.py"
     script.write_text(_RUN)

@@ -1,19 +1,13 @@
 """livo_core.infra against a real Prefect server: start in the background, health, stop, nothing left behind."""
 
-import socket
 from pathlib import Path
 
 from livo_core import infra
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from tests.helpers.ports import free_port
 
 
 def test_server_starts_answers_and_stops(tmp_path):
-    port = _free_port()
+    port = free_port()
     try:
         state = infra.start_server(tmp_path, port=port, timeout_s=180)
         assert state["url"] == f"http://127.0.0.1:{port}/api"

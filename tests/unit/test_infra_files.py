@@ -156,11 +156,11 @@ def test_k8s_manifest_rendered_with_defaults_requests_one_gpu_on_gpu_nodes():
 
 def test_k8s_manifest_rendered_with_job_variables():
     selector = {"cloud.google.com/gke-accelerator": "nvidia-l4"}
-    manifest = _render({"gpus": 2, "node_selector": selector, "image": "registry/livo-gpu:0.3.0"})
+    manifest = _render({"gpus": 2, "node_selector": selector, "image": "registry/livo-gpu:0.4.0"})
     container = _container(manifest)
     assert container["resources"]["requests"]["nvidia.com/gpu"] == 2
     assert container["resources"]["limits"]["nvidia.com/gpu"] == 2
-    assert container["image"] == "registry/livo-gpu:0.3.0"
+    assert container["image"] == "registry/livo-gpu:0.4.0"
     assert manifest["spec"]["template"]["spec"]["nodeSelector"] == selector
 
 

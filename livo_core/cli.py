@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import typer
@@ -228,8 +229,8 @@ def worker_stop(pool: str = typer.Option("local")) -> None:
 @app.command()
 def up(port: int = typer.Option(4200, help="server port on 127.0.0.1")) -> None:
     """Server, work pool `local`, its deployments and a worker: `livo server start` + `livo worker start`."""
-    server_start(port=port)
-    worker_start(pool="local")
+    server_start(port=port, database_url=os.environ.get("LIVO_DATABASE_URL"))
+    worker_start(pool="local", workers=1, limit=None)
 
 
 @app.command("run-deployment")

@@ -9,9 +9,12 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
+from livo_core.models.loading import load_base_pipeline  # noqa: E402
+from livo_core.pipeline import LivoPipeline  # noqa: E402
 from livo_core.principles import load_principles  # noqa: E402
 from livo_core.shapes.base_model import ShapesModelConfig, assemble_pipeline  # noqa: E402
 from tests.helpers.llm_server import ChatServer, running  # noqa: E402
+from tests.helpers.rendered_pairs import write_rendered_pairs  # noqa: E402
 
 TINY = ShapesModelConfig(text_hidden=32, text_layers=1, unet_channels=(32, 32, 32), vae_channels=(16, 16))
 
@@ -28,6 +31,15 @@ def tiny_pipeline_dir(tmp_path_factory):
     folder = tmp_path_factory.mktemp("tiny_pipeline")
     assemble_pipeline(TINY).save_pretrained(folder, safe_serialization=True)
     return folder
+
+
+@pytest.fixture(scope="module")
+def dataset(tiny_pipeline_dir, principles, tmp_path_factory):
+    """A dataset folder of rendered preference pairs from the tiny pipeline, one per test module (some tests
+    change its files)."""
+    root = tmp_path_factory.mktemp("pairs")
+    write_rendered_pairs(LivoPipeline(load_base_pipeline(str(tiny_pipeline_dir), device="cpu")), principles, root, 6)
+    return root
 
 
 @pytest.fixture

@@ -14,22 +14,13 @@ from livo_core.checkpoint import list_checkpoints, read_state
 from livo_core.config import EvalConfig, TrainRecipe
 from livo_core.evaluation import dataset_eval_sets
 from livo_core.models.loading import load_base_pipeline
-from livo_core.pipeline import LivoPipeline
 from livo_core.remote import Mirror
 from livo_core.schema import PAIRS, read_table
 from livo_core.train_livo import TrainLivoConfig
 from tests.conftest import TINY_CLIP
-from tests.helpers.rendered_pairs import write_rendered_pairs
 
 CANARY = "sk-livo-canary-7b3d19f2"
 METHODS = ("base", "negative prompt", "livo (oracle value)", "livo (retrieved value)", "dpo (oracle value)")
-
-
-@pytest.fixture(scope="module")
-def dataset(tiny_pipeline_dir, principles, tmp_path_factory):
-    root = tmp_path_factory.mktemp("pairs")
-    write_rendered_pairs(LivoPipeline(load_base_pipeline(str(tiny_pipeline_dir), device="cpu")), principles, root, 6)
-    return root
 
 
 @pytest.fixture

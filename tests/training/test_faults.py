@@ -12,21 +12,11 @@ import pytest
 import torch
 
 from livo_core.checkpoint import STATE_FILE, latest_checkpoint, list_checkpoints, read_state
-from livo_core.models.loading import load_base_pipeline
-from livo_core.pipeline import LivoPipeline
 from livo_core.training import Trainer
-from tests.helpers.rendered_pairs import write_rendered_pairs
 from tests.training.test_trainer import config, same, weights
 
 ROOT = Path(__file__).resolve().parents[2]
 ENV = os.environ | {"OMP_WAIT_POLICY": "PASSIVE", "HF_HUB_OFFLINE": "1"}
-
-
-@pytest.fixture(scope="module")
-def dataset(tiny_pipeline_dir, principles, tmp_path_factory):
-    root = tmp_path_factory.mktemp("pairs")
-    write_rendered_pairs(LivoPipeline(load_base_pipeline(str(tiny_pipeline_dir), device="cpu")), principles, root, 6)
-    return root
 
 
 _KILLED_IN_SAVE = """

@@ -11,11 +11,8 @@ from safetensors.torch import load_file
 
 from livo_core.checkpoint import latest_checkpoint
 from livo_core.config import TrainConfig
-from livo_core.models.loading import load_base_pipeline
-from livo_core.pipeline import LivoPipeline
 from livo_core.training import Trainer
 from tests.helpers.ports import free_port
-from tests.helpers.rendered_pairs import write_rendered_pairs
 
 _RUN = """
 import sys
@@ -23,13 +20,6 @@ from livo_core.config import TrainConfig
 from livo_core.training import Trainer
 Trainer(TrainConfig.model_validate_json(sys.argv[1])).fit()
 """
-
-
-@pytest.fixture(scope="module")
-def dataset(tiny_pipeline_dir, principles, tmp_path_factory):
-    root = tmp_path_factory.mktemp("pairs")
-    write_rendered_pairs(LivoPipeline(load_base_pipeline(str(tiny_pipeline_dir), device="cpu")), principles, root, 6)
-    return root
 
 
 def _config(tiny_pipeline_dir, dataset, out, batch_size: int) -> TrainConfig:

@@ -10,16 +10,7 @@ import torch
 from livo_core.checkpoint import latest_checkpoint, list_checkpoints, read_state
 from livo_core.config import TrainConfig
 from livo_core.models.loading import load_base_pipeline
-from livo_core.pipeline import LivoPipeline
 from livo_core.training import NonFiniteLossError, PairSampler, Trainer
-from tests.helpers.rendered_pairs import write_rendered_pairs
-
-
-@pytest.fixture(scope="module")
-def dataset(tiny_pipeline_dir, principles, tmp_path_factory):
-    root = tmp_path_factory.mktemp("pairs")
-    write_rendered_pairs(LivoPipeline(load_base_pipeline(str(tiny_pipeline_dir), device="cpu")), principles, root, 6)
-    return root
 
 
 def config(tiny_pipeline_dir, dataset, out, **overrides):

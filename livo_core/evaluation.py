@@ -192,14 +192,15 @@ def evaluate_principle(
         batch_size=config.batch_size,
         negative_prompt=target.negative_prompt if method.negative_prompt else "",
     )
-    n, texts, seeds, values, found = config.images_per_prompt, [], [], [], []
+    n, texts, seeds, values, dropouts, found = config.images_per_prompt, [], [], [], [], []
     for index, prompt in enumerate(eval_set.prompts):  # every prompt in one generate call: full batches
         prompt_seeds = image_seeds(seed, index, n)
         prompt_values, dropout, hit = _values(
             method, target, prompt, prompt_seeds, retriever, principles, config.value_dropout
         )
         texts, seeds, values, found = texts + [prompt] * n, seeds + prompt_seeds, values + prompt_values, found + [hit]
-    all_images, _ = pipeline.generate(texts, seeds, values, dropout, settings)
+        dropouts += [dropout] * n  # each prompt's own: its retrieval may find one bias principle or two
+    all_images, _ = pipeline.generate(texts, seeds, values, dropouts, settings)
     per_prompt, adherent = [], []
     for index in range(len(eval_set.prompts)):
         images = all_images[index * n : (index + 1) * n]

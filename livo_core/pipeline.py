@@ -76,24 +76,26 @@ class LivoPipeline:
         prompts: Sequence[str],
         seeds: Sequence[int],
         principles: Sequence[Principle | None] | Principle | None = None,
-        value_dropout: float = 0.0,
+        value_dropout: float | Sequence[float] = 0.0,
         settings: GenerationSettings = GenerationSettings(),
     ) -> tuple[np.ndarray, list[bool]]:
         """Images (N, H, W, 3) uint8, one per (prompt, seed), and whether each got its value token.
 
-        `value_dropout` p drops the value for an image with probability p, decided by its seed (the
-        reference's debias protocol), so the same seeds give the same split.
+        `value_dropout` p (one for all images, or one per image) drops the value for an image with probability p,
+        decided by its seed (the reference's debias protocol), so the same seeds give the same split.
         """
         prompts, seeds = list(prompts), list(seeds)
         if len(prompts) != len(seeds):
             raise ValueError(f"{len(prompts)} prompts but {len(seeds)} seeds: give one seed per image")
         if not isinstance(principles, Sequence):
             principles = [principles] * len(prompts)
+        if not isinstance(value_dropout, Sequence):
+            value_dropout = [value_dropout] * len(prompts)
         for prompt in prompts:
             check_prompt(prompt, self.base.tokenizer)
         applied = [
-            p is not None and random.Random(seed).random() >= value_dropout
-            for p, seed in zip(principles, seeds, strict=True)
+            p is not None and random.Random(seed).random() >= dropout
+            for p, seed, dropout in zip(principles, seeds, value_dropout, strict=True)
         ]
         chosen = [p if keep else None for p, keep in zip(principles, applied, strict=True)]
         images, start, batch = [], 0, settings.batch_size

@@ -41,6 +41,9 @@ def test_value_changes_the_image_and_dropout_is_seeded(pipeline, principles):
     assert not np.array_equal(with_value, without)
     _, again = pipeline.generate(["a photo of a doctor"] * 20, seeds, value, value_dropout=0.5, settings=FAST)
     assert again == applied
+    per_image = [0.0] * 10 + [1.0] * 10  # one dropout per image: the first ten keep the value, the rest drop it
+    _, split = pipeline.generate(["a photo of a doctor"] * 20, seeds, value, value_dropout=per_image, settings=FAST)
+    assert split == [True] * 10 + [False] * 10
 
 
 def test_principle_without_value_encoder_is_an_error(tiny_pipeline_dir, principles):

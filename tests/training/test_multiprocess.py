@@ -1,5 +1,5 @@
-"""Two CPU processes (torch.distributed with gloo, launched by torchrun) train like one process with the same
-global batch: each takes half of every step's pairs, gradients are averaged, the losses match."""
+"""Two CPU processes (torch.distributed with gloo, launched by torchrun or `accelerate launch`) train like one process
+with the same global batch: each takes half of every step's pairs, gradients are averaged, the losses match."""
 
 import json
 import subprocess
@@ -42,20 +42,23 @@ def _losses(out) -> list[float]:
     return [json.loads(line)["loss"] for line in (out / "metrics.jsonl").read_text().splitlines()]
 
 
-def test_two_processes_match_one_with_the_same_global_batch(tiny_pipeline_dir, dataset, tmp_path):
+def _launcher(name: str) -> list[str]:
+    """Two processes on this machine's CPU (gloo), by torchrun or by `accelerate launch` (which calls torchrun)."""
+    address = ["--master_addr", "127.0.0.1", "--master_port", str(free_port())]
+    if name == "torchrun":
+        return [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", *address]
+    return [
+        *[sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2"],
+        *["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"],
+        *["--main_process_ip", "127.0.0.1", "--main_process_port", str(free_port())],
+    ]
+
+
+@pytest.mark.parametrize("launcher", ["torchrun", "accelerate"])
+def test_two_processes_match_one_with_the_same_global_batch(tiny_pipeline_dir, dataset, tmp_path, launcher):
     Trainer(_config(tiny_pipeline_dir, dataset, tmp_path / "one", batch_size=4)).fit()
     two = _config(tiny_pipeline_dir, dataset, tmp_path / "two", batch_size=2)  # 2 processes x 2 pairs
-    launch = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc_per_node",
-        "2",
-        "--master_addr",
-        "127.0.0.1",
-        "--master_port",
-        str(free_port()),
-    ]
+    launch = _launcher(launcher)
     script = tmp_path / "train.py"
     script.write_text(_RUN)
     run = subprocess.run([*launch, str(script), two.model_dump_json()], capture_output=True, text=True, timeout=300)

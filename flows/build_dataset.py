@@ -20,12 +20,13 @@ from prefect.context import get_run_context
 from prefect.deployments import run_deployment
 from prefect.futures import as_completed
 
+from flows.mirrors import push, working_copy
 from flows.runners import task_runner
 from flows.secrets import load_api_key
 from livo_core.build import BuildConfig, failure_summary, shard_files, shard_outputs
 from livo_core.dataset import SPLITS
 from livo_core.generation import ImageRequest
-from livo_core.remote import Mirror, mirror_of
+from livo_core.remote import Mirror
 from livo_core.schema import PAIRS, read_table
 from tasks.build import in_dataset
 
@@ -39,17 +40,18 @@ def build_dataset(config: BuildConfig = BuildConfig(), shard_deployment: str | N
     that deployment, so every worker of its pool generates and judges shards (one per GPU with `--limit 1`); by
     default this flow run generates them itself."""
     load_api_key(config.annotate.api_key_env)  # from the environment, else a Secret block (flows/secrets.py)
-    mirror, work = _working_copy(config)
+    mirrors, work = working_copy(config, "out_dir")
+    mirror = mirrors.get("out_dir")
     run = in_dataset(work)  # the build tasks, their results persisted in <out_dir>/.prefect-results
     prompts = run.collect_prompts(work)
     annotations = run.annotate_prompts(work, prompts)
     stage = _fan_out(shard_deployment, config, mirror) if shard_deployment else _generate_and_judge
     images, judgments = stage(run, work, run.plan_images(work, annotations), "first phase")
-    _push(mirror)
+    push(mirror)
     bias = run.plan_bias_images(work, images, judgments)
     bias_images, bias_judgments = stage(run, work, bias, "bias aligned")
     pairs = run.write_dataset(work, prompts, annotations, images + bias_images, judgments + bias_judgments)
-    _push(mirror)
+    push(mirror)
     _report(pairs)
     return f"{config.out_dir}/pairs.parquet" if mirror else str(pairs)
 
@@ -58,27 +60,12 @@ def build_dataset(config: BuildConfig = BuildConfig(), shard_deployment: str | N
 def generate_shard(config: BuildConfig, shard: list[ImageRequest]) -> str:
     """Generate and judge one shard of build-dataset (its tasks, cached in the dataset folder, as there); with a
     URL `out_dir`, push the shard's files to it."""
-    mirror, work = _working_copy(config)
+    mirrors, work = working_copy(config, "out_dir")
     run = in_dataset(work)
     judgments = run.judge_images(work, run.generate_images(work, shard))
-    if mirror:
-        mirror.push(only=shard_files(work, shard))
+    if "out_dir" in mirrors:
+        mirrors["out_dir"].push(only=shard_files(work, shard))
     return str(judgments)
-
-
-def _working_copy(config: BuildConfig) -> tuple[Mirror | None, BuildConfig]:
-    """For a URL out_dir, its local mirror (pulled) and the config pointing there; else (None, config)."""
-    mirror = mirror_of(config.out_dir)
-    if mirror is None:
-        return None, config
-    pulled = mirror.pull()
-    get_run_logger().info("%s: %d files pulled into %s", mirror.url, pulled, mirror.local)
-    return mirror, config.model_copy(update={"out_dir": str(mirror.local)})
-
-
-def _push(mirror: Mirror | None) -> None:
-    if mirror:
-        get_run_logger().info("%s: %d files pushed", mirror.url, mirror.push())
 
 
 def _generate_and_judge(run, config: BuildConfig, shards, phase: str) -> tuple[list[Path], list[Path]]:
@@ -98,7 +85,9 @@ def _fan_out(shard_deployment: str, sent: BuildConfig, mirror: Mirror | None, po
 
     def stage(run, config: BuildConfig, shards, phase: str) -> tuple[list[Path], list[Path]]:
         outputs = [shard_outputs(config, shard) for shard in shards]
-        todo = [shard for shard, (_, judged) in zip(shards, outputs, strict=True) if not judged.is_file()]
+        todo = [
+            (shard, images) for shard, (images, judged) in zip(shards, outputs, strict=True) if not judged.is_file()
+        ]
         progress = create_progress_artifact(
             100 * (1 - len(todo) / max(len(shards), 1)),
             description=f"{phase}: {len(shards)} shards generated and judged by {shard_deployment} flow runs",
@@ -109,9 +98,9 @@ def _fan_out(shard_deployment: str, sent: BuildConfig, mirror: Mirror | None, po
                 shard_deployment,
                 parameters={"config": sent.model_dump(mode="json"), "shard": [asdict(r) for r in shard]},
                 timeout=0,
-                idempotency_key=f"{parent.id}-{parent.run_count}-{shard_outputs(config, shard)[0].stem}",
+                idempotency_key=f"{parent.id}-{parent.run_count}-{images.stem}",
             )
-            for shard in todo
+            for shard, images in todo
         ]
         get_run_logger().info("%s: %d of %d shards sent to %s", phase, len(runs), len(shards), shard_deployment)
         _wait_for_shards([r.id for r in runs], len(shards) - len(todo), len(shards), progress, poll_s)

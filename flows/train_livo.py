@@ -4,10 +4,10 @@ import base64
 import re
 from pathlib import Path
 
-from prefect import flow, get_run_logger
+from prefect import flow
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from livo_core.remote import Mirror, mirror_of
+from flows.mirrors import push, working_copy
 from livo_core.report import training_summary
 from livo_core.train_livo import TrainLivoConfig, methods_of
 from tasks.train import in_run
@@ -19,7 +19,8 @@ def train_livo(config: TrainLivoConfig = TrainLivoConfig()) -> str:
 
     A re-run with the same config reuses finished stages; a killed run's training resumes from its checkpoint.
     """
-    out, config = _working_copy(config)
+    mirrors, config = working_copy(config, "dataset", "out_dir")
+    out = mirrors.get("out_dir")
     run = in_run(config)
     run.check_dataset(config)
     checkpoints = {loss: run.train_value_encoder(config, loss, out) for loss in config.losses}
@@ -29,22 +30,8 @@ def train_livo(config: TrainLivoConfig = TrainLivoConfig()) -> str:
     report = run.write_report(config, evaluations, checkpoints)
     export = run.export_value_encoder(config, checkpoints[config.losses[0]], report)
     create_markdown_artifact(_inline_images(report), key="livo-report", description=f"{report}; export: {export}")
-    if out:
-        get_run_logger().info("%s: %d files pushed", out.url, out.push())
-        return f"{out.url}/{report.relative_to(out.local).as_posix()}"
-    return str(report)
-
-
-def _working_copy(config: TrainLivoConfig) -> tuple[Mirror | None, TrainLivoConfig]:
-    """`dataset` and `out_dir` given as fsspec URLs are pulled into local mirrors, which the stages use; returns
-    the out_dir's mirror (to push to) or None, and the config pointing at the local folders."""
-    update = {}
-    for field in ("dataset", "out_dir"):
-        mirror = mirror_of(getattr(config, field))
-        if mirror:
-            get_run_logger().info("%s: %d files pulled into %s", mirror.url, mirror.pull(), mirror.local)
-            update[field] = str(mirror.local)
-    return mirror_of(config.out_dir), config.model_copy(update=update)
+    push(out)
+    return f"{out.url}/{report.relative_to(out.local).as_posix()}" if out else str(report)
 
 
 def _inline_images(report: Path) -> str:

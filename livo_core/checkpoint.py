@@ -42,12 +42,17 @@ def _unflatten_optimizer(tensors: dict[str, torch.Tensor], plain: dict) -> dict:
     return {"state": state, "param_groups": plain["param_groups"]}
 
 
+def checkpoint_path(output_dir: Path, step: int) -> Path:
+    """The folder of step `step`'s checkpoint (zero-padded, so that names sort by step)."""
+    return Path(output_dir) / f"{PREFIX}{step:07d}"
+
+
 def save_checkpoint(
     output_dir: Path, step: int, value_encoder: ValueEncoder, optimizer, scheduler, config: dict, keep: int = 2
 ) -> Path:
     """Write `checkpoint-{step}` atomically (a temporary folder unique to this save, fsync, rename); keeps the
     newest `keep`."""
-    final = Path(output_dir) / f"{PREFIX}{step:07d}"
+    final = checkpoint_path(output_dir, step)
     tmp = temporary_path(final)
     value_encoder.save_pretrained(tmp, metadata={"step": step})
     opt_tensors, opt_plain = _flatten_optimizer(optimizer.state_dict())

@@ -52,8 +52,11 @@ class Mirror:
     def root(self) -> str:
         return fsspec.core.url_to_fs(self.url)[1]
 
-    def _remote_sizes(self) -> dict[str, int]:
-        fs, root = self.fs, self.root
+    def _remote_sizes(self, fs: fsspec.AbstractFileSystem, root: str, only: list[str] | None = None) -> dict[str, int]:
+        """Sizes of the files under the URL: all of them (one listing), or those of `only` (one query each, not a
+        listing of a whole dataset for a shard's files)."""
+        if only is not None:
+            return {rel: info["size"] for rel in only if (info := _info(fs, f"{root}/{rel}"))}
         if not fs.exists(root):
             return {}
         found = fs.find(root, detail=True)
@@ -61,24 +64,31 @@ class Mirror:
 
     def pull(self) -> int:
         """Copy what the local copy lacks (or has at another size) from the URL; returns the number of files."""
-        local_sizes = _local_sizes(self.local)
-        wanted = [rel for rel, size in self._remote_sizes().items() if local_sizes.get(rel) != size and _synced(rel)]
+        fs, root, local_sizes = self.fs, self.root, _local_sizes(self.local)
+        remote_sizes = self._remote_sizes(fs, root)
+        wanted = [rel for rel, size in remote_sizes.items() if local_sizes.get(rel) != size and _synced(rel)]
         for rel in _commit_last(wanted):
-            target = self.local / rel
-            with atomic_path(target) as tmp:
-                self.fs.get_file(f"{self.root}/{rel}", str(tmp))
+            with atomic_path(self.local / rel) as tmp:
+                fs.get_file(f"{root}/{rel}", str(tmp))
         return len(wanted)
 
     def push(self, only: Iterable[Path] | None = None) -> int:
         """Copy local files the URL lacks (or has at another size) to it, the commit files last; `only`: just these
         files (absolute, under `local`). Returns the number of files copied."""
-        local_sizes = _local_sizes(self.local, only)
-        remote_sizes = self._remote_sizes()
+        fs, root, local_sizes = self.fs, self.root, _local_sizes(self.local, only)
+        remote_sizes = self._remote_sizes(fs, root, None if only is None else list(local_sizes))
         wanted = [rel for rel, size in local_sizes.items() if remote_sizes.get(rel) != size and _synced(rel)]
         for rel in _commit_last(wanted):
-            self.fs.makedirs(f"{self.root}/{rel}".rsplit("/", 1)[0], exist_ok=True)
-            self.fs.put_file(str(self.local / rel), f"{self.root}/{rel}")
+            fs.makedirs(f"{root}/{rel}".rsplit("/", 1)[0], exist_ok=True)
+            fs.put_file(str(self.local / rel), f"{root}/{rel}")
         return len(wanted)
+
+
+def _info(fs: fsspec.AbstractFileSystem, path: str) -> dict | None:
+    try:
+        return fs.info(path)
+    except FileNotFoundError:
+        return None
 
 
 def _relative(path: str, root: str) -> str:

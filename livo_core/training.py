@@ -17,8 +17,7 @@ from diffusers import AutoencoderKL, DDPMScheduler
 from PIL import Image
 from tqdm.auto import tqdm
 
-from livo_core.checkpoint import PREFIX as CHECKPOINT_PREFIX
-from livo_core.checkpoint import latest_checkpoint, read_state, restore_training_state, save_checkpoint
+from livo_core.checkpoint import checkpoint_path, latest_checkpoint, read_state, restore_training_state, save_checkpoint
 from livo_core.config import TrainConfig
 from livo_core.judging import load_image
 from livo_core.losses import LOSSES, LossOutput, denoising_error
@@ -365,9 +364,8 @@ class Trainer:
                 c.batch_size,
                 self.micro_batch,
             )
-        latest = latest_checkpoint(self.output_dir)
-        done = latest is not None and latest.name == f"{CHECKPOINT_PREFIX}{self.step:07d}"
-        return latest if done else self.checkpoint()  # the last step's checkpoint, written once
+        last = checkpoint_path(self.output_dir, self.step)
+        return last if last == latest_checkpoint(self.output_dir) else self.checkpoint()  # written once
 
     def _all_agree(self, flag: bool) -> bool:
         """True when any process says so, for every process (they must stop at the same step)."""
@@ -375,7 +373,7 @@ class Trainer:
 
     def checkpoint(self) -> Path:
         """Written by the main process; the others wait for it (the weights are the same in every process)."""
-        path = self.output_dir / f"{CHECKPOINT_PREFIX}{self.step:07d}"  # the name save_checkpoint gives it
+        path = checkpoint_path(self.output_dir, self.step)
         if self.accelerator.is_main_process:
             path = save_checkpoint(
                 self.output_dir,

@@ -39,8 +39,8 @@ def train_value_encoder(config: TrainLivoConfig, loss: str, out: Mirror | None =
         update_progress_artifact(progress, 100 * record["step"] / steps)
         if record["step"] % (10 * config.training.log_every) == 0:
             logger.info("%s step %d: loss %.4f", loss, record["step"], record["loss"])
-        if out and latest_checkpoint(train_dir) != pushed[0]:
-            pushed[0] = latest_checkpoint(train_dir)
+        if out and (latest := latest_checkpoint(train_dir)) != pushed[0]:
+            pushed[0] = latest
             logger.info("%s: %s, %d files pushed to %s", loss, pushed[0].name, out.push(), out.url)
 
     checkpoint = stages.stage_train(config, loss, on_log)

@@ -18,9 +18,9 @@ from safetensors.torch import load_file
 
 from livo_core import infra
 from livo_core.checkpoint import latest_checkpoint, read_state
-from livo_core.config import EvalConfig
+from livo_core.config import SHAPES_RECIPE, EvalConfig
 from livo_core.models.value_encoder import SUBFOLDER
-from livo_core.train_livo import SHAPES_RECIPE, TrainLivoConfig
+from livo_core.train_livo import TrainLivoConfig
 from livo_core.training import METRICS_FILE, Trainer
 
 RESULTS = Path(__file__).parent / "results"
@@ -28,8 +28,9 @@ OUT = Path("outputs/kill-resume")
 CONFIG = TrainLivoConfig(
     out_dir=str(OUT / "run"),
     losses=("livo",),
+    training_seeds=(0,),
     training=SHAPES_RECIPE.model_copy(update={"max_steps": 500, "checkpoint_every": 100, "validate_every": 1000}),
-    evaluation=EvalConfig(images_per_prompt=5, seeds=(0,), steps=20, guidance_scale=3.0, batch_size=64),
+    evaluation=EvalConfig(images_per_prompt=5, seeds=(0,), steps=12, guidance_scale=7.5, batch_size=64),
 )
 KILL_AT_STEP = 250  # between the checkpoints at 200 and 300
 
@@ -43,7 +44,7 @@ def _logged_steps(train_dir: Path) -> list[int]:
 
 
 def main() -> None:
-    root, train_dir = Path.cwd(), OUT / "run" / "train-livo"
+    root, train_dir = Path.cwd(), OUT / "run" / "train-livo-seed0"
     shutil.rmtree(OUT, ignore_errors=True)
     params = {"config": CONFIG.model_dump(mode="json")}
     started = time.time()
@@ -60,7 +61,7 @@ def main() -> None:
     state = infra.wait_for_flow_run(root, second_run)
     resumed_minutes = (time.time() - started) / 60
 
-    reference = Trainer(CONFIG.train_config("livo").model_copy(update={"output_dir": str(OUT / "uninterrupted")}))
+    reference = Trainer(CONFIG.train_config("livo", 0).model_copy(update={"output_dir": str(OUT / "uninterrupted")}))
     final_reference = reference.fit()
     final = latest_checkpoint(train_dir)
     a, b = _weights(final), _weights(final_reference)

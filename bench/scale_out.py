@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 from safetensors.torch import load_file
@@ -28,7 +29,7 @@ from livo_core.checkpoint import latest_checkpoint
 from livo_core.config import TrainConfig
 from livo_core.models.value_encoder import SUBFOLDER
 from livo_core.training import METRICS_FILE
-from tests.helpers.cluster import pair_ids, prefect_on_postgres, run_build, submitted_flow_runs
+from tests.helpers.cluster import pair_ids, prefect_on_postgres, run_build, shard_runs, worker_names
 from tests.helpers.ports import free_port
 
 REPO = Path(__file__).resolve().parents[1]
@@ -59,7 +60,8 @@ def build_side_by_side(work: Path) -> dict:
             seconds, _ = run_build(config, cluster.env(), deployment)
             ids[name] = pair_ids(config.out_dir)
             runs[name] = {"seconds": round(seconds, 1), "pairs": len(ids[name]), "distinct": len(set(ids[name]))}
-        per_worker = [len(submitted_flow_runs(worker)) for worker in cluster.workers]
+        ran_by = Counter(worker for _, worker, _ in shard_runs(cluster).values())
+        per_worker = [ran_by[name] for name in sorted(worker_names(cluster))]  # from the server, not the logs
     same = sorted(ids["one flow run"]) == sorted(ids["two workers"])
     return {"runs": runs, "same_pair_ids": same, "shard_runs_per_worker": per_worker}
 

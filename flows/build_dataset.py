@@ -48,7 +48,7 @@ def build_dataset(config: BuildConfig = BuildConfig(), shard_deployment: str | N
     stage = _fan_out(shard_deployment, config, mirror) if shard_deployment else _generate_and_judge
     images, judgments = stage(run, work, run.plan_images(work, annotations), "first phase")
     push(mirror)
-    bias = run.plan_bias_images(work, images, judgments)
+    bias = run.plan_bias_images(work, prompts, images, judgments)
     bias_images, bias_judgments = stage(run, work, bias, "bias aligned")
     pairs = run.write_dataset(work, prompts, annotations, images + bias_images, judgments + bias_judgments)
     push(mirror)

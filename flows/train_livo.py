@@ -1,15 +1,12 @@
-"""train-livo: check the dataset → train (LiVO, and DPO as a baseline) → evaluate every method → report → export."""
-
-import base64
-import re
-from pathlib import Path
+"""train-livo: check the dataset → train (LiVO, and DPO as a baseline; one run per training seed) → evaluate every
+method → report → export."""
 
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from flows.mirrors import push, working_copy
-from livo_core.report import training_summary
-from livo_core.train_livo import TrainLivoConfig, methods_of
+from livo_core.report import inline_figures, training_summary
+from livo_core.train_livo import TrainLivoConfig, by_loss, methods_of, train_dirs
 from tasks.train import in_run
 
 
@@ -23,22 +20,13 @@ def train_livo(config: TrainLivoConfig = TrainLivoConfig()) -> str:
     out = mirrors.get("out_dir")
     run = in_run(config)
     run.check_dataset(config)
-    checkpoints = {loss: run.train_value_encoder(config, loss, out) for loss in config.losses}
-    train_dirs = {loss: Path(config.train_config(loss).output_dir) for loss in checkpoints}
-    create_table_artifact(training_summary(train_dirs), key="training", description="last logged step of each loss")
+    checkpoints = by_loss(config, [run.train_value_encoder(config, loss, seed, out) for loss, seed in config.runs()])
+    create_table_artifact(
+        training_summary(train_dirs(config, checkpoints)), key="training", description="last logged step of each run"
+    )
     evaluations = [run.evaluate_method(config, method) for method in methods_of(config, checkpoints)]
     report = run.write_report(config, evaluations, checkpoints)
-    export = run.export_value_encoder(config, checkpoints[config.losses[0]], report)
-    create_markdown_artifact(_inline_images(report), key="livo-report", description=f"{report}; export: {export}")
+    export = run.export_value_encoder(config, checkpoints[config.losses[0]][config.training_seeds[0]], report)
+    create_markdown_artifact(inline_figures(report), key="livo-report", description=f"{report}; export: {export}")
     push(out)
     return f"{out.url}/{report.relative_to(out.local).as_posix()}" if out else str(report)
-
-
-def _inline_images(report: Path) -> str:
-    """The report's markdown with its PNGs inlined as data URIs, so the Prefect UI shows them without a file server."""
-
-    def inline(match: re.Match) -> str:
-        png = base64.b64encode((report.parent / match.group(2)).read_bytes()).decode()
-        return f"![{match.group(1)}](data:image/png;base64,{png})"
-
-    return re.sub(r"!\[([^\]]*)\]\(([^)]+\.png)\)", inline, report.read_text())

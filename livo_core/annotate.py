@@ -23,7 +23,14 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_attempt
 from tqdm import tqdm
 
 from livo_core.config import _Config
-from livo_core.llm import TRANSIENT_ERRORS, build_client, endpoint, log_retry, wait_retry_after
+from livo_core.llm import (
+    TRANSIENT_ERRORS,
+    build_client,
+    endpoint,
+    log_retry,
+    rejects_response_format,
+    wait_retry_after,
+)
 from livo_core.principles import (
     NOT_APPLICABLE,
     PERSON_WORDS_FILE,
@@ -38,10 +45,13 @@ from livo_core.schema import ANNOTATIONS, PROMPTS, read_table, write_table
 logger = logging.getLogger(__name__)
 
 TEMPLATE_VERSION = "1"  # the LLM instructions below; bump when their meaning changes
-OFFLINE_TEMPLATE_VERSION = "1"  # the offline rules and rewrite template; bump when they change
+OFFLINE_TEMPLATE_VERSION = "2"  # the offline rules and rewrite template; bump when they change
 CHUNK_PER_WORKER = 8  # prompts per worker handed to an annotator at a time (the progress bar's step)
 _REASON_CHARS = 300  # an invalid answer is quoted up to this length in failure_reason
 _FUNCTION_WORDS = r"a|an|the|and|or|with|of|in|on|at|by|from|into"  # left dangling when an offline rewrite drops a word
+# Response formats, each falling back to the next when the endpoint rejects it: OpenAI's json_schema; json_object
+# with the schema attached (llama.cpp's server constrains decoding to it, others may reject the key); json_object.
+_FALLBACK = {"json_schema": "json_object_schema", "json_object_schema": "json_object"}
 
 
 class AnnotateConfig(_Config):
@@ -52,7 +62,9 @@ class AnnotateConfig(_Config):
     model: str = Field("gpt-4o-mini", description="LLM model name (part of the cache key)")
     api_key_env: str = Field("OPENAI_API_KEY", description="name of the environment variable that holds the API key")
     response_format: Literal["json_schema", "json_object"] = Field("json_schema", description="structured output mode")
-    json_object_fallback: bool = Field(True, description="use json_object once the endpoint rejects json_schema (400)")
+    json_object_fallback: bool = Field(
+        True, description="use json_object, with the schema attached (llama.cpp), once the endpoint rejects json_schema"
+    )
     timeout_s: float = Field(60.0, gt=0, description="per-request timeout, s")
     # throughput and retries
     max_workers: int = Field(4, ge=1, description="concurrent requests")
@@ -69,7 +81,8 @@ class PromptRecord:
 
     prompt_id: str
     prompt: str
-    principle_hint: str | None = None  # a principle id the prompt source implies (the offline annotator's last resort)
+    principle_hint: str | None = None  # a principle id the prompt source implies (an offline fallback)
+    category_hint: str | None = None  # what the source says: "bias" (a bias template family) means it shows people
 
 
 @dataclass(frozen=True)
@@ -117,6 +130,10 @@ class _Answer(BaseModel):
     category: str | None = None
     rewrite: str | None = None
     attribute_classes: list[str] | None = None
+
+
+class ResponseFormatError(RuntimeError):
+    """The endpoint rejects the response format and no fallback is allowed: every prompt would fail alike."""
 
 
 class InvalidAnswer(ValueError):
@@ -309,8 +326,11 @@ class LLMAnnotator:
     instructions. Answers are validated (`_AnswerRules`); invalid answers, 429, 5xx and timeouts are retried with
     exponential waits that honour Retry-After, up to `config.max_attempts` tries, after which the row is kept as
     failed with the reason. Valid answers are cached by (model, template version, prompt): a re-run makes no request
-    for them (failed rows are not cached, so a re-run tries them again). Other API errors (401, 404, a 400 that is
-    not the json_schema fallback) stop the run: they would fail every prompt alike.
+    for them (failed rows are not cached, so a re-run tries them again). An endpoint that rejects the json_schema
+    format (a 400, or any status whose error names the format: llama-cpp-python answers 500) is asked with
+    json_object and the schema attached from then on, and with plain json_object if it rejects that too; each switch
+    is logged once (without `json_object_fallback` the rejection stops the run). Other API errors (401, 404,
+    another 400) stop the run too: they would fail every prompt alike.
     """
 
     name = "llm"
@@ -330,7 +350,8 @@ class LLMAnnotator:
         self._instructions = instructions(self.principles)
         self._schema = answer_schema(self.principles)
         self.template_version = f"{TEMPLATE_VERSION}+{_digest(self._instructions, self._schema)}"
-        self._format = config.response_format
+        self._format: str = config.response_format  # a key or value of _FALLBACK
+        self._format_lock = threading.Lock()
         self._rules = _AnswerRules(self.principles)
         self._limiter = RateLimiter(config.requests_per_second)
         self._cache = AnswerCache(cache_path)
@@ -374,22 +395,43 @@ class LLMAnnotator:
             {"role": "system", "content": self._instructions},
             {"role": "user", "content": json.dumps({"prompt": prompt}, ensure_ascii=False)},
         ]
-        response_format = (
-            {"type": "json_schema", "json_schema": self._schema}
-            if self._format == "json_schema"
-            else {"type": "json_object"}
-        )
+        used = self._format
         try:
             response = self._client.chat.completions.create(
-                model=self.model, temperature=0, response_format=response_format, messages=messages
+                model=self.model, temperature=0, response_format=self._response_format(used), messages=messages
             )
-        except openai.BadRequestError:
-            if self._format != "json_schema" or not self.config.json_object_fallback:
+        except openai.APIStatusError as err:
+            if used not in _FALLBACK or not rejects_response_format(err):
                 raise
-            logger.warning("the endpoint rejected the json_schema response format; using json_object from now on")
-            self._format = "json_object"
+            if not self.config.json_object_fallback:
+                raise ResponseFormatError(
+                    f"the endpoint rejects the {used} response format ({err}); set json_object_fallback, or "
+                    "response_format json_object"
+                ) from err
+            self._fall_back(used, err)
             return self._request(prompt)
         return response.choices[0].message.content or ""
+
+    def _response_format(self, name: str) -> dict:
+        if name == "json_schema":
+            return {"type": "json_schema", "json_schema": self._schema}
+        if name == "json_object_schema":
+            return {"type": "json_object", "schema": self._schema["schema"]}
+        return {"type": "json_object"}
+
+    def _fall_back(self, rejected: str, err: openai.APIStatusError) -> None:
+        """Use the format after `rejected` from now on; concurrent requests that met the same rejection log once."""
+        with self._format_lock:
+            if self._format != rejected:
+                return
+            self._format = _FALLBACK[rejected]
+        logger.warning(
+            "the endpoint rejected the response format %s (HTTP %d: %s); using %s for the rest of the run",
+            rejected,
+            err.status_code,
+            str(err)[:_REASON_CHARS],
+            self._format,
+        )
 
     def _parse(self, content: str, prompt: str) -> _Answer:
         quoted = repr(content[:_REASON_CHARS])
@@ -416,7 +458,10 @@ class OfflineAnnotator:
     2. Person words (data/person_words.yaml): a prompt naming a person gets every bias principle whose attribute it
        leaves open ("a female doctor": racial equality only).
     3. The MiniLM EmbeddingRetriever (its precision-first threshold).
-    4. The PROMPTS row's `principle_hint`, for prompts the rules miss (e.g. an occupation the word list lacks).
+    4. The PROMPTS row's `principle_hint`, for prompts the rules miss.
+    5. The PROMPTS row's `category_hint`: a prompt of a bias source (a bias template family, which has no principle
+       hint) shows people, so it gets every bias principle whose attribute it leaves open, person word or not
+       (e.g. an occupation the word list lacks).
     Bias rows list all classes of the principle: without images nothing tells which classes the base model
     under-represents, so generation balances over all of them (the LLM annotator names the under-represented ones).
     A toxicity principle found without a keyword (steps 3-4) has no template rewrite: that row fails with the reason
@@ -462,7 +507,7 @@ class OfflineAnnotator:
         hint = record.principle_hint if record.principle_hint != NOT_APPLICABLE else None
         principle_id, why = (found.principle_id, found.reason) if found.principle_id else (hint, "principle_hint")
         if principle_id is None:
-            return _Answer(principle_ids=[])
+            return self._category_answer(record)
         if principle_id not in self.principles.ids:
             raise InvalidAnswer(f"unknown principle_hint {principle_id!r}; known ids: {', '.join(self.principles.ids)}")
         if self.principles.get(principle_id).category == "bias":
@@ -471,6 +516,12 @@ class OfflineAnnotator:
             f"{principle_id} found ({why}) but the prompt holds none of its keywords, so the offline template cannot "
             "rewrite it; annotate it with the LLM annotator"
         )
+
+    def _category_answer(self, record: PromptRecord) -> _Answer:
+        """Step 5: the open bias principles of a prompt from a bias source; no principle for other sources."""
+        shows_people = record.category_hint == "bias"
+        ids = self.person_words.open_bias_principles(record.prompt, self.principles, shows_people=shows_people)
+        return self._bias_answer(ids) if ids else _Answer(principle_ids=[])
 
     def _bias_answer(self, principle_ids: list[str]) -> _Answer:
         classes = [c for i in principle_ids for c in self.principles.get(i).classes]
@@ -518,7 +569,11 @@ def _tidy(text: str) -> str:
 def read_prompts(path: Path) -> tuple[list[PromptRecord], int]:
     """The PROMPTS rows with status ok, and how many rows were skipped (status failed)."""
     rows = read_table(path, PROMPTS).to_pylist()
-    records = [PromptRecord(r["prompt_id"], r["prompt"], r["principle_hint"]) for r in rows if r["status"] == "ok"]
+    records = [
+        PromptRecord(r["prompt_id"], r["prompt"], r["principle_hint"], r["category_hint"])
+        for r in rows
+        if r["status"] == "ok"
+    ]
     return records, len(rows) - len(records)
 
 

@@ -13,7 +13,7 @@ from livo_core.pipeline import GenerationSettings, initial_latents, to_uint8
 
 class SafeLatentDiffusion:
     """SLD (Schramowski et al., CVPR 2023) with its default safety concept and "medium" strength settings; the
-    same `generate` signature as `LivoPipeline` (principles and value dropout are ignored: SLD has no values)."""
+    same `generate` signature as `LivoPipeline` (principles are ignored: SLD has no values)."""
 
     def __init__(self, base: StableDiffusionPipeline):
         components = {k: v for k, v in base.components.items() if k not in ("safety_checker", "feature_extractor")}
@@ -29,9 +29,8 @@ class SafeLatentDiffusion:
         prompts: Sequence[str],
         seeds: Sequence[int],
         principles=None,
-        value_dropout: float = 0.0,
         settings: GenerationSettings = GenerationSettings(),
-    ) -> tuple[np.ndarray, list[bool]]:
+    ) -> np.ndarray:
         prompts, seeds, images = list(prompts), list(seeds), []
         for i in range(0, len(prompts), settings.batch_size):
             batch_seeds = seeds[i : i + settings.batch_size]
@@ -49,4 +48,4 @@ class SafeLatentDiffusion:
                 sld_warmup_steps=min(10, settings.steps // 2),
             )
             images.append(to_uint8(output.images))
-        return np.concatenate(images), [False] * len(prompts)
+        return np.concatenate(images)

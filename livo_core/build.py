@@ -7,16 +7,21 @@ from collections import Counter
 from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
+import torch
 from pydantic import Field
 
 from livo_core.annotate import AnnotateConfig, annotate_prompts
-from livo_core.config import BaseModelName, Shares, World, _Config
-from livo_core.dataset import assign_split, dataset_card, validate_dataset, write_pairs
+from livo_core.config import BaseModelName, JudgeConfig, Shares, World, _Config
+from livo_core.dataset import dataset_card, split_of, validate_dataset, write_pairs
+from livo_core.debias import MIN_FAMILY_IMAGES, BiasPlan
 from livo_core.generation import (
     SHARDS_DIR,
     ImageRequest,
+    ModelIdentity,
     bias_aligned_requests,
+    bias_plans,
     first_phase_requests,
     generate_shard,
     read_images,
@@ -24,13 +29,13 @@ from livo_core.generation import (
     shard_requests,
 )
 from livo_core.judging import JudgePool, judge_images
-from livo_core.models.loading import load_base_pipeline
+from livo_core.models.loading import Sampler, default_dtype, load_base_pipeline, load_tokenizer, weights_id
 from livo_core.pairs import PromptInfo, pair_images
 from livo_core.pipeline import GenerationSettings, LivoPipeline, default_settings
 from livo_core.principles import load_principles
 from livo_core.prompts import PromptConfig, collect_prompts
 from livo_core.schema import ANNOTATIONS, IMAGES, JUDGMENTS, PROMPTS, read_table, write_table
-from livo_core.storage import latent_path
+from livo_core.storage import LatentCache
 
 
 class GenerateConfig(_Config):
@@ -39,11 +44,25 @@ class GenerateConfig(_Config):
     base_model: BaseModelName = Field("shapes", description="profile (shapes, sd15), pipeline folder or hub id")
     world: World = Field("shapes", description="which judges of principles.yaml check the images (shapes, sd15)")
     seeds_per_prompt: int = Field(4, ge=1, description="violating/aligned image pairs tried per prompt and principle")
+    dtype: Literal["auto", "float16", "bfloat16", "float32"] = Field(
+        "auto", description="weights dtype of the generator (auto: float16 on a GPU, float32 on CPU)"
+    )
+    sampler: Sampler = Field("dpm-solver++", description="DPM-Solver++ multistep (the reference), or the folder's own")
     steps: int | None = Field(None, ge=1, description="DPM-Solver steps (None: the base model's default)")
     guidance_scale: float | None = Field(None, ge=1, description="CFG scale (None: the base model's default)")
     batch_size: int = Field(64, ge=1, description="images per forward pass")
     shard_size: int = Field(256, ge=1, description="images per shard, the unit of resumption and fan-out")
     seed: int = Field(0, description="base seed of every image seed")
+
+    def torch_dtype(self) -> torch.dtype:
+        return default_dtype() if self.dtype == "auto" else getattr(torch, self.dtype)
+
+    def identity(self) -> ModelIdentity:
+        """The generator's identity in every image id: weights hash, dtype and sampler, not only the name."""
+        dtype = str(self.torch_dtype()).removeprefix("torch.")
+        return ModelIdentity(
+            self.base_model, weights_id(self.base_model), dtype, self.sampler, weights_id(self.base_model, "vae")
+        )
 
     def settings(self) -> GenerationSettings:
         default = default_settings(self.base_model)
@@ -54,6 +73,21 @@ class GenerateConfig(_Config):
         )
 
 
+class DebiasConfig(_Config):
+    """Stage 5, bias targets: aligned classes drawn so that the images a user gets are as balanced as possible."""
+
+    value_share: float | None = Field(
+        None,
+        gt=0,
+        le=1,
+        description="share of a bias prompt's images that get the value at inference; None: calibrated per "
+        "principle (the smallest share that can reach uniform, within [0.5, 1]); 0.5: the reference",
+    )
+    min_family_images: int = Field(
+        MIN_FAMILY_IMAGES, ge=1, description="judged base images a prompt family needs for its own estimate of p"
+    )
+
+
 class BuildConfig(_Config):
     """The whole build-dataset run; the defaults build the shapes world's dataset offline."""
 
@@ -61,7 +95,18 @@ class BuildConfig(_Config):
     prompts: PromptConfig = PromptConfig(sources=("shapes",), dedup="exact")
     annotate: AnnotateConfig = AnnotateConfig()
     generate: GenerateConfig = GenerateConfig()
-    split: Shares = Field((0.8, 0.1, 0.1), description="train/val/test shares, by prompt")
+    judges: JudgeConfig = JudgeConfig()
+    debias: DebiasConfig = DebiasConfig()
+    split: Shares = Field(
+        (0.8, 0.1, 0.1), description="train/val/test shares, by template item (every phrasing of it), else prompt"
+    )
+
+    def input_files(self) -> tuple[str, ...]:
+        return self.prompts.files
+
+    def cache_key(self) -> str:
+        """Also the base model's weights: another weight file under the same name makes other images."""
+        return f"{super().cache_key()}-{weights_id(self.generate.base_model)}"
 
 
 # One base pipeline, with a stateful diffusers scheduler, serves every shard of a process: shards of one process
@@ -70,12 +115,14 @@ _device = threading.Lock()
 
 
 @lru_cache(maxsize=2)
-def _pipeline(base_model: str) -> LivoPipeline:
-    return LivoPipeline(load_base_pipeline(base_model))
+def _pipeline(base_model: str, dtype: torch.dtype, sampler: str) -> LivoPipeline:
+    return LivoPipeline(load_base_pipeline(base_model, dtype=dtype, sampler=sampler))
 
 
 def stage_prompts(config: BuildConfig) -> Path:
-    return collect_prompts(config.prompts, Path(config.out_dir) / "prompts.parquet")
+    """Prompts longer than the base model's text encoder reads become failed rows, with the reason."""
+    tokenizer = load_tokenizer(config.generate.base_model)
+    return collect_prompts(config.prompts, Path(config.out_dir) / "prompts.parquet", tokenizer=tokenizer)
 
 
 def stage_annotate(config: BuildConfig, prompts_path: Path) -> Path:
@@ -95,45 +142,77 @@ def stage_generate(config: BuildConfig, shard: Sequence[ImageRequest]) -> Path:
     if images.is_file():  # generated before: no pipeline to load
         return images
     with _device:
-        return generate_shard(_pipeline(gen.base_model), shard, Path(config.out_dir), gen.base_model, gen.settings())
+        pipeline = _pipeline(gen.base_model, gen.torch_dtype(), gen.sampler)
+        return generate_shard(pipeline, shard, Path(config.out_dir), gen.identity(), gen.settings())
 
 
-def judgments_path(images_path: Path) -> Path:
-    """Where the JUDGMENTS of an images shard are written: beside it."""
-    return images_path.with_name(images_path.name.replace("images-", "judgments-"))
+def judgments_path(images_path: Path, judges: str) -> Path:
+    """Where the JUDGMENTS of an images shard by the judges `judges` (a `JudgePool.key`) are written: beside it."""
+    return images_path.with_name(
+        images_path.name.replace("images-", "judgments-").replace(".parquet", f"-{judges}.parquet")
+    )
+
+
+@lru_cache(maxsize=8)
+def _judges_key(world: str, judges: JudgeConfig) -> str:
+    return JudgePool(world, judges).key(load_principles())
 
 
 def shard_outputs(config: BuildConfig, shard: Sequence[ImageRequest]) -> tuple[Path, Path]:
-    """The images and judgments tables of a shard, whoever generates it: names come from its content."""
+    """The images and judgments tables of a shard, whoever generates it: names come from its content and from the
+    generator's and judges' identities."""
     gen = config.generate
-    images = shard_path(Path(config.out_dir), shard, gen.base_model, gen.settings())
-    return images, judgments_path(images)
+    images = shard_path(Path(config.out_dir), shard, gen.identity(), gen.settings())
+    return images, judgments_path(images, _judges_key(gen.world, config.judges))
 
 
 def shard_files(config: BuildConfig, shard: Sequence[ImageRequest]) -> list[Path]:
     """Every file a generated and judged shard wrote: its two tables, its PNGs and their latents."""
     root, (images, judgments) = Path(config.out_dir), shard_outputs(config, shard)
     shas = {row["image_sha256"]: row["image_path"] for row in read_images([images])}
-    return [images, judgments, *(root / path for path in shas.values()), *(latent_path(root, sha) for sha in shas)]
+    latents = LatentCache(root, config.generate.identity().vae)
+    return [images, judgments, *(root / path for path in shas.values()), *(latents.path(sha) for sha in shas)]
 
 
 def stage_judge(config: BuildConfig, images_path: Path) -> Path:
     """JUDGMENTS of one images shard, written beside it; a shard already judged is not judged again."""
-    out = judgments_path(images_path)
+    pool = JudgePool(config.generate.world, config.judges)
+    out = judgments_path(images_path, pool.key(load_principles()))
     if out.is_file():
         return out
     with _device:
-        rows = judge_images(
-            read_images([images_path]), load_principles(), JudgePool(config.generate.world), Path(config.out_dir)
-        )
+        rows = judge_images(read_images([images_path]), load_principles(), pool, Path(config.out_dir))
     return write_table(rows, out, JUDGMENTS, meta={"images": images_path.name})
 
 
-def plan_second_phase(config: BuildConfig, image_paths: Sequence[Path], judgment_paths: Sequence[Path]):
-    """Shards of the bias aligned images: an under-represented class for each judged violating image."""
-    violating = [row for row in read_images(image_paths) if row["role"] == "violating"]
+def prompt_families(prompts_path: Path) -> dict[str, str | None]:
+    """The template family of each prompt id."""
+    return {
+        r["prompt_id"]: r["family"]
+        for r in read_table(prompts_path, PROMPTS).select(["prompt_id", "family"]).to_pylist()
+    }
+
+
+def debias_plans(
+    config: BuildConfig, family_of: dict[str, str | None], images: Sequence[dict], judgments: Sequence[dict]
+) -> dict[tuple[str, str | None], BiasPlan]:
+    """The bias plans, measured on the judged violating (base model) images among `images`."""
+    violating = [row for row in images if row["role"] == "violating" and row["status"] == "ok"]
+    d = config.debias
+    return bias_plans(violating, judgments, load_principles(), family_of, d.value_share, d.min_family_images)
+
+
+def plan_second_phase(
+    config: BuildConfig, prompts_path: Path, image_paths: Sequence[Path], judgment_paths: Sequence[Path]
+) -> list[list[ImageRequest]]:
+    """Shards of the bias aligned images: for each judged violating image of an over-represented class, a target
+    class drawn from the debias plan."""
+    images, family_of = read_images(image_paths), prompt_families(prompts_path)
     judgments = [row for path in judgment_paths for row in read_table(path, JUDGMENTS).to_pylist()]
-    return shard_requests(bias_aligned_requests(violating, judgments, load_principles()), config.generate.shard_size)
+    plans = debias_plans(config, family_of, images, judgments)
+    violating = [row for row in images if row["role"] == "violating"]
+    requests = bias_aligned_requests(violating, judgments, load_principles(), plans, family_of)
+    return shard_requests(requests, config.generate.shard_size)
 
 
 def stage_write_dataset(
@@ -143,22 +222,25 @@ def stage_write_dataset(
     image_paths: Sequence[Path],
     judgment_paths: Sequence[Path],
 ) -> tuple[Path, dict]:
-    """Pair, split by prompt, write pairs.parquet and README.md, validate; returns the path and counts."""
+    """Pair, split by template item, write pairs.parquet (with the debias plans) and README.md, validate; returns
+    the path and counts."""
     root, principles = Path(config.out_dir), load_principles()
-    sources = {r["prompt_id"]: r["source"] for r in read_table(prompts_path, PROMPTS).to_pylist()}
+    prompts = {r["prompt_id"]: r for r in read_table(prompts_path, PROMPTS).to_pylist()}
     info = {
         row["prompt_id"]: PromptInfo(
-            sources.get(row["prompt_id"], "unknown"),
-            assign_split(row["prompt_id"], config.split),
+            prompts[row["prompt_id"]]["source"] if row["prompt_id"] in prompts else "unknown",
+            split_of(prompts.get(row["prompt_id"], row), config.split),
             row["annotator"],
             row["annotator_version"],
             row["template_version"],
+            prompts.get(row["prompt_id"], {}).get("family"),
         )
         for row in read_table(annotations_path, ANNOTATIONS).to_pylist()
     }
     images = read_images(image_paths)
     judgments = [row for path in judgment_paths for row in read_table(path, JUDGMENTS).to_pylist()]
-    rows = pair_images(images, judgments, principles, info)
+    plans = debias_plans(config, {k: v.family for k, v in info.items()}, images, judgments)
+    rows = pair_images(images, judgments, principles, info, plans)
     counts = {
         "images": len(images),
         "judged_ok": sum(j["status"] == "ok" for j in judgments),
@@ -168,7 +250,11 @@ def stage_write_dataset(
     path = write_pairs(
         (rows[i : i + 10_000] for i in range(0, len(rows), 10_000)),
         root,
-        meta={"config": config.model_dump(mode="json"), "counts": counts},
+        meta={
+            "config": config.model_dump(mode="json"),
+            "counts": counts,
+            "debias_plans": [plan.as_dict() for plan in plans.values()],
+        },
     )
     report = validate_dataset(root)
     if not report.ok:
@@ -202,6 +288,6 @@ def run_build(config: BuildConfig) -> tuple[Path, dict]:
     annotations = stage_annotate(config, prompts)
     images = [stage_generate(config, shard) for shard in plan_first_phase(config, annotations)]
     judgments = [stage_judge(config, path) for path in images]
-    second = [stage_generate(config, shard) for shard in plan_second_phase(config, images, judgments)]
+    second = [stage_generate(config, shard) for shard in plan_second_phase(config, prompts, images, judgments)]
     judgments += [stage_judge(config, path) for path in second]
     return stage_write_dataset(config, prompts, annotations, images + second, judgments)

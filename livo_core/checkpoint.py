@@ -48,13 +48,23 @@ def checkpoint_path(output_dir: Path, step: int) -> Path:
 
 
 def save_checkpoint(
-    output_dir: Path, step: int, value_encoder: ValueEncoder, optimizer, scheduler, config: dict, keep: int = 2
+    output_dir: Path,
+    step: int,
+    value_encoder: ValueEncoder,
+    optimizer,
+    scheduler,
+    config: dict,
+    keep: int = 2,
+    value_shares: dict[str, float] | None = None,
+    grad_scaler=None,
 ) -> Path:
     """Write `checkpoint-{step}` atomically (a temporary folder unique to this save, fsync, rename); keeps the
-    newest `keep`."""
+    newest `keep`. `value_shares` (bias principle -> share of images given the value) go into the encoder's
+    livo.json, so that inference uses the share its dataset was calibrated for. With fp16, the GradScaler's state
+    is saved too, so that a resumed run scales its losses as an uninterrupted one."""
     final = checkpoint_path(output_dir, step)
     tmp = temporary_path(final)
-    value_encoder.save_pretrained(tmp, metadata={"step": step})
+    value_encoder.save_pretrained(tmp, metadata={"step": step, "value_shares": value_shares or {}})
     opt_tensors, opt_plain = _flatten_optimizer(optimizer.state_dict())
     save_file(opt_tensors, str(tmp / "optimizer.safetensors"))
     save_file({"torch_rng": torch.get_rng_state()}, str(tmp / "rng.safetensors"))
@@ -63,6 +73,7 @@ def save_checkpoint(
         "config": config,
         "optimizer": opt_plain,
         "scheduler": scheduler.state_dict(),
+        "grad_scaler": grad_scaler.state_dict() if grad_scaler is not None else None,  # fp16: its loss scale
         "python_rng": _jsonable(random.getstate()),
         "numpy_rng": _jsonable(np.random.get_state(legacy=False)),
     }
@@ -101,9 +112,11 @@ def read_state(checkpoint: Path) -> dict:
     return json.loads((Path(checkpoint) / STATE_FILE).read_text())
 
 
-def restore_training_state(checkpoint: Path, optimizer, scheduler) -> int:
-    """Load optimizer, scheduler and RNG states in place; returns the step to continue from."""
+def restore_training_state(checkpoint: Path, optimizer, scheduler, grad_scaler=None) -> int:
+    """Load optimizer, scheduler, GradScaler (fp16) and RNG states in place; returns the step to continue from."""
     state = read_state(checkpoint)
+    if grad_scaler is not None and state.get("grad_scaler"):
+        grad_scaler.load_state_dict(state["grad_scaler"])
     optimizer.load_state_dict(
         _unflatten_optimizer(load_file(str(Path(checkpoint) / "optimizer.safetensors")), state["optimizer"])
     )

@@ -15,24 +15,25 @@ console = Console()
 
 @app.command()
 def demo(
-    out_dir: Path = typer.Option(Path("outputs/shapes-demo"), help="where pairs, checkpoints and results go"),
-    minutes: float = typer.Option(4.0, help="training budget of the value encoder, in minutes"),
-    pairs_per_principle: int = typer.Option(80, help="candidate preference pairs per principle"),
+    out_dir: Path = typer.Option(Path("outputs/shapes-demo"), help="where the dataset, checkpoints and report go"),
+    steps: int = typer.Option(600, help="training steps of the value encoder (8 pairs each)"),
     images_per_prompt: int = typer.Option(16, help="evaluation images per prompt (reference: 50)"),
 ) -> None:
-    """End to end on the offline shapes world: build pairs, train LiVO, evaluate it against the base model."""
-    from livo_core.experiment import SHAPES_EVAL, ExperimentConfig, run_experiment
+    """End to end on the offline shapes world, in this process: build the dataset, train LiVO, evaluate, report."""
+    from livo_core.build import BuildConfig
+    from livo_core.config import SHAPES_EVAL, SHAPES_RECIPE
+    from livo_core.experiment import run_experiment
+    from livo_core.train_livo import TrainLivoConfig
 
-    config = ExperimentConfig(
-        out_dir=str(out_dir),
+    train = TrainLivoConfig(
         losses=("livo",),
-        train_minutes=minutes,
-        pairs_per_principle=pairs_per_principle,
+        training_seeds=(0,),
+        training=SHAPES_RECIPE.model_copy(update={"max_steps": steps}),
         evaluation=SHAPES_EVAL.model_copy(update={"images_per_prompt": images_per_prompt, "seeds": (0,)}),
     )
-    results = run_experiment(config)
-    console.print((out_dir / "results.md").read_text())
-    console.print(f"pairs: {results['pairs']}  results: {out_dir / 'results.json'}")
+    results = run_experiment(out_dir, BuildConfig(), train)
+    console.print(Path(results["report"]).read_text().split("\n\n")[1])
+    console.print(f"pairs: {results['pairs']}  report: {results['report']}")
 
 
 @app.command()
@@ -64,7 +65,7 @@ def generate(
         prompt, seeds, retriever, principles, default_settings(base_model)
     )
     out.parent.mkdir(parents=True, exist_ok=True)
-    image_grid([images], out, scale=4 if images.shape[1] <= 64 else 1)
+    image_grid([images], out, width=128)
     applied = ", ".join(v.id if v else "-" for v in values)
     console.print(
         f"principle: {', '.join(retrieval.principle_ids) or 'none'} ({retrieval.retriever}: {retrieval.reason})"
@@ -75,14 +76,17 @@ def generate(
 @app.command()
 def experiment(
     out_dir: Path = typer.Option(Path("outputs/shapes-experiment")),
-    minutes: float = typer.Option(10.0, help="training budget per loss"),
     losses: str = typer.Option("livo,dpo", help="comma-separated losses to compare"),
+    training_seeds: str = typer.Option("0,1,2", help="comma-separated training seeds (one run per seed and loss)"),
 ) -> None:
-    """The full shapes benchmark: LiVO and DPO with the same budget, 2 seeds x 32 images per held-out prompt."""
-    from livo_core.experiment import ExperimentConfig, run_experiment
+    """The shapes benchmark (bench/shapes_alignment.py's protocol): each loss trained once per training seed with the
+    same budget, 2 evaluation seeds x 32 images per held-out prompt."""
+    from livo_core.build import BuildConfig
+    from livo_core.experiment import bench_config, run_experiment
 
-    run_experiment(ExperimentConfig(out_dir=str(out_dir), train_minutes=minutes, losses=tuple(losses.split(","))))
-    console.print((out_dir / "results.md").read_text())
+    seeds = tuple(int(seed) for seed in training_seeds.split(","))
+    results = run_experiment(out_dir, BuildConfig(), bench_config(tuple(losses.split(",")), seeds))
+    console.print(f"report: {results['report']}")
 
 
 @app.command()
@@ -152,14 +156,29 @@ def train_shapes_model(
     unet_steps: int = typer.Option(6000, help="UNet and text encoder steps (batch 64)"),
     unet_lr: float = typer.Option(1e-3, help="AdamW learning rate of UNet and text encoder"),
     ema_decay: float = typer.Option(0.999, help="EMA decay of the weights that are saved"),
+    explicit_race: float = typer.Option(0.15, help="share of person prompts that name the race"),
     seed: int = typer.Option(0),
 ) -> None:
     """Train the shapes-world diffusion model (from scratch: about an hour on 2 CPU cores)."""
     from livo_core.shapes.base_model import ShapesModelConfig, train_shapes_pipeline
 
-    config = ShapesModelConfig(unet_steps=unet_steps, unet_lr=unet_lr, ema_decay=ema_decay, seed=seed)
+    config = ShapesModelConfig(
+        unet_steps=unet_steps, unet_lr=unet_lr, ema_decay=ema_decay, explicit_race=explicit_race, seed=seed
+    )
     train_shapes_pipeline(out, config, init_from=init_from)
     console.print(json.loads((out / "training.json").read_text())["minutes"], "minutes")
+
+
+@app.command("sd15-miniature")
+def sd15_miniature(
+    out: Path = typer.Argument(..., help="pipeline folder to write"),
+    seed: int = typer.Option(0, help="seed of the random weights"),
+) -> None:
+    """Write an SD1.5-architecture miniature (SD1.5's classes and configs, PNDM scheduler, 77-token tokenizer, 8x
+    VAE; tiny widths, random weights, 64 px): try the sd15 path without weights, e.g. `--base-model <out>`."""
+    from livo_core.models.miniature import write_sd15_miniature
+
+    console.print(f"SD1.5-architecture miniature (random weights): {write_sd15_miniature(out, seed)}")
 
 
 # Local Prefect infrastructure (livo_core/infra.py): state and logs under ./.livo, see infra/README.md.

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from livo_core.principles import load_principles
+from livo_core.principles import DATA_DIR, Principle, load_principles
 
 World = Literal["shapes", "sd15"]  # the judge sets of principles.yaml
 PROMPT_FILE_SUFFIXES = (".csv", ".jsonl", ".parquet")
@@ -45,6 +45,16 @@ def check_prompt_files(files: Sequence[str]) -> None:
         raise ValueError(f"prompt files must end in {', '.join(PROMPT_FILE_SUFFIXES)}, not {bad}")
 
 
+def files_fingerprint(paths: Sequence[str | Path]) -> str:
+    """A short hash of each file's path and contents ("missing" for a file that is not there, such as a URL)."""
+    digest = hashlib.sha256()
+    for path in paths:
+        path = Path(path)
+        digest.update(str(path).encode())
+        digest.update(hashlib.sha256(path.read_bytes()).digest() if path.is_file() else b"missing")
+    return digest.hexdigest()[:16]
+
+
 BaseModelName = Annotated[str, AfterValidator(_check_base_model)]
 Shares = Annotated[tuple[float, float, float], AfterValidator(_check_shares)]  # train/val/test
 
@@ -67,6 +77,36 @@ class _Config(BaseModel):
     def fingerprint(self) -> str:
         """A short hash of every field, stable across runs."""
         return hashlib.sha256(json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()[:16]
+
+    def input_files(self) -> tuple[str, ...]:
+        """Files the config names whose contents change the output (prompt files); none by default."""
+        return ()
+
+    def files_fingerprint(self) -> str:
+        """A hash of the contents of the shipped data files (principles, templates, word lists) and of
+        `input_files()`: cache keys change when a file does, not only when a field does."""
+        return files_fingerprint([*sorted(DATA_DIR.rglob("*.yaml")), *self.input_files()])
+
+    def cache_key(self) -> str:
+        """What a stage's cached result depends on beyond its inputs: every field, the data and prompt files."""
+        return f"{self.fingerprint()}-{self.files_fingerprint()}"
+
+
+class JudgeConfig(_Config):
+    """The models behind the real world's judges (the shapes world's judges are pixel rules)."""
+
+    clip_model: str = Field("ViT-L-14", description="open_clip architecture of the CLIP race judge (the reference's)")
+    clip_pretrained: str = Field("openai", description="its weights: an open_clip tag or a local checkpoint file")
+    vlm_model: str | None = Field(
+        None, description="the VLM judge's model at LIVO_VLM_BASE_URL (None: LIVO_VLM_MODEL, else the default)"
+    )
+
+    def options(self) -> dict[str, dict]:
+        """Constructor arguments per judge name (JUDGES)."""
+        return {
+            "clip": {"model_name": self.clip_model, "pretrained": self.clip_pretrained},
+            "vlm": {"model": self.vlm_model},
+        }
 
 
 class TrainRecipe(_Config):
@@ -123,23 +163,50 @@ class TrainRecipe(_Config):
         return self.batch_size * self.grad_accumulation
 
 
+# The shapes world's recipe: lr 1e-3 (1e-6 is SD1.5's), 1,500 steps of 8 pairs, checkpoints every 250 steps so a
+# killed run loses little. Steps, not minutes: a resumed run must end where an uninterrupted one does. Every other
+# base model (sd15, a folder, a hub id) gets the reference recipe: TrainRecipe's own defaults.
+SHAPES_RECIPE = TrainRecipe(learning_rate=1e-3, max_steps=1500, checkpoint_every=250, validate_every=750)
+
+
+def profile_recipe(base_model: str) -> TrainRecipe:
+    """The training recipe a base model gets by default: the shapes world's, else the reference's."""
+    return SHAPES_RECIPE if base_model == "shapes" else TrainRecipe()
+
+
 class TrainConfig(TrainRecipe):
-    """Training of the value encoder on one dataset; the diffusion model stays frozen."""
+    """Training of the value encoder on one dataset; the diffusion model stays frozen. Fields not given take the
+    base model's recipe (`profile_recipe`): shapes trains at lr 1e-3, sd15 with the reference's lr 1e-6 x 15k steps."""
 
     base_model: BaseModelName = Field("shapes", description="profile (shapes, sd15), local pipeline folder or hub id")
     dataset: str = Field(..., description="folder holding pairs.parquet, images/ and latents/")
     output_dir: str = Field(..., description="folder for checkpoints, metrics.jsonl, validation images, export")
     loss: Literal["livo", "dpo"] = Field("livo", description="LiVO hinge loss or Diffusion-DPO")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _profile_defaults(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            recipe = profile_recipe(str(data.get("base_model", "shapes")))
+            return {**recipe.model_dump(exclude_unset=True), **data}
+        return data
+
 
 class EvalConfig(_Config):
-    """The reference evaluation protocol (../shared/livo-reference.md), scaled by `images_per_prompt`."""
+    """The reference evaluation protocol (the LiVO paper's), scaled by `images_per_prompt`."""
 
     images_per_prompt: int = Field(50, ge=5, description="images per prompt (reference: 50)")
+    toxic_images_per_prompt: int | None = Field(
+        None,
+        ge=5,
+        description="images per toxicity prompt (None: images_per_prompt; bias D1 needs more, toxicity less)",
+    )
     seeds: tuple[int, ...] = Field(
         (0,), min_length=1, description="one evaluation per seed; results report mean and spread"
     )
-    value_dropout: float = Field(0.5, ge=0, le=1, description="share of bias images generated without the value")
+    value_share: float = Field(
+        0.5, gt=0, le=1, description="reference rows: exactly this share of a bias prompt's images gets the value"
+    )
     steps: int = Field(25, ge=1, description="DPM-Solver steps")
     guidance_scale: float = Field(7.5, ge=1)
     batch_size: int = Field(16, ge=1)
@@ -158,3 +225,37 @@ class EvalConfig(_Config):
     def _prompt_files(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         check_prompt_files(value)
         return value
+
+    def images_for(self, principle: Principle) -> int:
+        """Images per prompt of a principle's evaluation set."""
+        if principle.category == "toxicity" and self.toxic_images_per_prompt is not None:
+            return self.toxic_images_per_prompt
+        return self.images_per_prompt
+
+
+# The shapes world's evaluation: 20 images per held-out bias prompt (D1 against a floor of 0.18 for gender, 0.23 for
+# race), 5 per toxicity prompt (one group of 5 for Max and Prob), one seed, its sampler (12 steps, CFG 7.5).
+SHAPES_EVAL = EvalConfig(
+    images_per_prompt=20, toxic_images_per_prompt=5, seeds=(0,), steps=12, guidance_scale=7.5, batch_size=64
+)
+
+
+def profile_evaluation(base_model: str) -> EvalConfig:
+    """The evaluation protocol a base model gets by default: the shapes world's, else the reference's."""
+    return SHAPES_EVAL if base_model == "shapes" else EvalConfig()
+
+
+def with_profile_defaults(data: Any) -> Any:
+    """A train-livo config's `training` and `evaluation` filled from its base model's profile where not given (a
+    partial mapping keeps the profile's other fields)."""
+    if not isinstance(data, dict):
+        return data
+    base_model = str(data.get("base_model", "shapes"))
+    out = dict(data)
+    for key, default in (("training", profile_recipe(base_model)), ("evaluation", profile_evaluation(base_model))):
+        given = data.get(key)
+        if given is None:
+            out[key] = default
+        elif isinstance(given, dict):
+            out[key] = {**default.model_dump(exclude_unset=True), **given}
+    return out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -10,8 +11,8 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from livo_core.schema import PAIRS, read_metadata, read_table, write_batches
-from livo_core.storage import latent_path
+from livo_core.schema import PAIRS, read_file_metadata, read_metadata, read_table, write_batches
+from livo_core.storage import LatentCache
 
 SPLITS = ("train", "val", "test")
 
@@ -25,6 +26,11 @@ def assign_split(prompt_id: str, fractions: Sequence[float] = (0.9, 0.05, 0.05))
         if position < cumulative:
             return name
     return SPLITS[-1]
+
+
+def split_of(prompt: dict, fractions: Sequence[float]) -> str:
+    """A PROMPTS row's split: by its group (every phrasing of a template item together), else by its id."""
+    return assign_split(prompt.get("group") or prompt["prompt_id"], fractions)
 
 
 def write_pairs(batches: Iterable[list[dict]], root: Path, meta: dict) -> Path:
@@ -63,8 +69,9 @@ def validate_dataset(root: Path, batch_rows: int = 10_000) -> ValidationReport:
             for role in ("aligned", "violating"):
                 if not (root / row[f"{role}_image"]).is_file():
                     report.problems.append(f"pair {row['pair_id']}: missing {role} image {row[f'{role}_image']}")
-                if not latent_path(root, row[f"{role}_sha256"]).is_file():
-                    report.problems.append(f"pair {row['pair_id']}: missing {role} latent")
+                vae = json.loads(row["generation"]).get("vae")
+                if vae is None or not LatentCache(root, vae).path(row[f"{role}_sha256"]).is_file():
+                    report.problems.append(f"pair {row['pair_id']}: missing {role} latent (VAE {vae})")
     return report
 
 
@@ -81,6 +88,7 @@ def dataset_card(root: Path) -> str:
             "judge_version",
             "annotator",
             "annotator_version",
+            "target_class",
         ]
     ).to_pylist()
     counts = Counter((r["category"], r["principle_id"], r["split"]) for r in rows)
@@ -101,6 +109,7 @@ def dataset_card(root: Path) -> str:
         "judges": sorted({f"{r['judge_name']} {r['judge_version']}" for r in rows}),
         "annotators": sorted({f"{r['annotator']} {r['annotator_version']}" for r in rows}),
     }
+    lines += debias_section(read_metadata(table).get("debias_plans", []), rows)
     lines += ["", "## Provenance", ""] + [f"- {k}: {', '.join(v)}" for k, v in provenance.items()]
     lines += ["", "## Schema", "", "| column | type |", "|---|---|"] + [f"| {f.name} | {f.type} |" for f in PAIRS]
     lines += [
@@ -114,3 +123,56 @@ def dataset_card(root: Path) -> str:
         "research only.",
     ]
     return "\n".join(lines) + "\n"
+
+
+def debias_section(plans: list[dict], rows: list[dict]) -> list[str]:
+    """The card's table of debias plans: per bias principle (and family), p, the value share, q and the classes the
+    kept pairs' aligned images show."""
+    if not plans:
+        return []
+    kept = Counter((r["principle_id"], r["target_class"]) for r in rows if r["target_class"])
+    lines = [
+        "",
+        "## Debias plans",
+        "",
+        "p: the base model's class shares, measured on the judged violating images; s: the share of a prompt's "
+        "images that get the value at inference; q: the aligned targets, chosen so that (1 - s) p + s q is as close "
+        "to uniform as s allows. Only classes with p > 1/K are ever the violating side of a pair.",
+        "",
+        "| principle | family | base images | s | class | p | q | aligned images in pairs |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for plan in plans:
+        total = sum(kept[(plan["principle_id"], c)] for c in plan["p"]) or 1
+        for c in plan["p"]:
+            share = f"{kept[(plan['principle_id'], c)] / total:.3f}" if plan["family"] is None else "-"
+            lines.append(
+                f"| {plan['principle_id']} | {plan['family'] or 'all'} | {plan['images']} | {plan['share']:.3f} | "
+                f"{c} | {plan['p'][c]:.3f} | {plan['q'][c]:.3f} | {share} |"
+            )
+    return lines
+
+
+def value_shares(root: str | Path) -> dict[str, float]:
+    """The value share each bias principle's debias plan was made for (read from pairs.parquet's metadata)."""
+    plans = read_file_metadata(Path(root) / "pairs.parquet").get("debias_plans", [])
+    return {plan["principle_id"]: plan["share"] for plan in plans if plan["family"] is None}
+
+
+class WrongBaseModelError(ValueError):
+    """A dataset built with one base model is used to train for another."""
+
+
+def check_base_model(root: str | Path, base_model: str, weights: str) -> None:
+    """Refuse a dataset whose images another base model made: the pairs' recorded weights hash (or, where none is
+    recorded, the model name) must be `base_model`'s."""
+    table = read_table(Path(root) / "pairs.parquet", PAIRS).select(["base_model", "generation"])
+    built = {(r["base_model"], json.loads(r["generation"]).get("weights")) for r in table.to_pylist()}
+    wrong = sorted((name, w) for name, w in built if (w or name) != (weights if w else base_model))
+    if wrong:
+        name, other = wrong[0]
+        raise WrongBaseModelError(
+            f"{root} was built with base model {name!r} (weights {other or 'not recorded'}), not {base_model!r} "
+            f"(weights {weights}): its latents and preferences belong to that model. Train with base_model={name!r}, "
+            f"or build a dataset with {base_model!r}"
+        )

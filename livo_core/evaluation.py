@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -18,18 +19,21 @@ from typing import Literal
 import numpy as np
 
 from livo_core.baselines import SafeLatentDiffusion
-from livo_core.config import EvalConfig
+from livo_core.config import EvalConfig, JudgeConfig
+from livo_core.dataset import split_of
+from livo_core.debias import mean_floor
 from livo_core.judges import CLIPAttributeJudge, Judge
 from livo_core.judges.shapes import ShapesJudge, read_image
+from livo_core.judges.vlm import scores_are_binary
 from livo_core.judging import JudgePool
 from livo_core.metrics import mean_bias_discrepancy, mean_toxicity_metrics
 from livo_core.models.loading import load_base_pipeline
-from livo_core.pipeline import GenerationSettings, LivoPipeline, shared_value_dropout, values_for
+from livo_core.pipeline import GenerationSettings, LivoPipeline, assign_values, assignment_seed
 from livo_core.principles import Principle, PrincipleSet, load_principles
-from livo_core.prompts import file_prompts
+from livo_core.prompts import check_tokens, file_prompts
 from livo_core.quality import clip_scores
 from livo_core.retrieval import Retrieval, Retriever
-from livo_core.schema import PAIRS, read_table
+from livo_core.schema import ANNOTATIONS, PROMPTS, read_file_metadata, read_table
 from livo_core.shapes.prompts import eval_prompts, world_principles
 
 logger = logging.getLogger(__name__)
@@ -41,33 +45,53 @@ def image_seeds(seed: int, prompt_index: int, n: int) -> list[int]:
 
 
 ValueMode = Literal["none", "oracle", "retrieved"]
+ShareMode = Literal["reference", "calibrated"]
 
 
 @dataclass(frozen=True)
 class Method:
-    """One row of the comparison table: a value encoder (or none), how each prompt's value is picked, and whether
-    the principle's negative prompt replaces the empty unconditional text."""
+    """One row of the comparison table: a value encoder (or none), how each prompt's value is picked and on which
+    share of a bias prompt's images, and whether the principle's negative prompt replaces the empty unconditional
+    text. `training_seed` names which of a loss's training runs the value encoder comes from."""
 
     name: str
     value_encoder: str | None = None  # a checkpoint or export folder
     value: ValueMode = "none"
     negative_prompt: bool = False
     safe_latent_diffusion: bool = False  # generate with diffusers' StableDiffusionPipelineSafe instead
+    value_share: ShareMode = "reference"  # reference: EvalConfig.value_share; calibrated: the encoder's own
+    bias_only: bool = False  # only the bias sets (a share changes nothing on toxicity prompts)
+    training_seed: int | None = None
+
+    def evaluates(self, eval_set: EvalSet) -> bool:
+        return not self.bias_only or eval_set.principle.category == "bias"
 
 
-def standard_methods(checkpoints: dict[str, str], with_sld: bool = False) -> list[Method]:
-    """Base, base + negative prompt, (SLD,) LiVO with the oracle and the retrieved value, each other loss (oracle)."""
+def standard_methods(checkpoints: dict[str, dict[int, str]], with_sld: bool = False) -> list[Method]:
+    """Base, base + negative prompt, (SLD,) and per training seed: LiVO with the oracle value (reference share and
+    calibrated share) and the retrieved value (calibrated share, as `generate_aligned`), each other loss (oracle)."""
     methods = [Method("base"), Method("negative prompt", negative_prompt=True)]
     if with_sld:
         methods.append(Method("safe latent diffusion", safe_latent_diffusion=True))
-    for loss, checkpoint in checkpoints.items():
-        if loss == "livo":
-            methods += [
-                Method("livo (oracle value)", checkpoint, "oracle"),
-                Method("livo (retrieved value)", checkpoint, "retrieved"),
-            ]
-        else:
-            methods.append(Method(f"{loss} (oracle value)", checkpoint, "oracle"))
+    for loss, by_seed in checkpoints.items():
+        for seed, checkpoint in by_seed.items():
+            if loss == "livo":
+                methods += [
+                    Method("livo (oracle value)", checkpoint, "oracle", training_seed=seed),
+                    Method(
+                        "livo (oracle value, calibrated share)",
+                        checkpoint,
+                        "oracle",
+                        value_share="calibrated",
+                        bias_only=True,
+                        training_seed=seed,
+                    ),
+                    Method(
+                        "livo (retrieved value)", checkpoint, "retrieved", value_share="calibrated", training_seed=seed
+                    ),
+                ]
+            else:
+                methods.append(Method(f"{loss} (oracle value)", checkpoint, "oracle", training_seed=seed))
     return methods
 
 
@@ -78,20 +102,19 @@ def _values(
     seeds: list[int],
     retriever: Retriever | None,
     principles: PrincipleSet,
-    bias_dropout: float,
-) -> tuple[list[Principle | None], float, bool]:
-    """Each image's principle, the value dropout, and whether the retrieval found the target principle."""
+    shares: dict[str, float],
+) -> tuple[list[Principle | None], bool]:
+    """Each image's principle, and whether the value picked for the prompt is the target principle."""
     if method.value == "none":
-        return [None] * len(seeds), 0.0, False
+        return [None] * len(seeds), False
     if method.value == "oracle":
-        return [target] * len(seeds), bias_dropout if target.category == "bias" else 0.0, True
-    if retriever is None:
+        found = (target.id,)
+    elif retriever is None:
         raise ValueError(f"method {method.name!r} retrieves its value: pass a retriever")
-    retrieval = retriever.retrieve(prompt) or _NONE
-    values = values_for(retrieval, seeds, principles)
-    bias = [i for i in retrieval.principle_ids if principles.get(i).category == "bias"]
-    dropout = shared_value_dropout(bias_dropout, len(bias)) if bias else 0.0
-    return values, dropout, target.id in retrieval.principle_ids
+    else:
+        found = (retriever.retrieve(prompt) or _NONE).principle_ids
+    values = assign_values(found, principles, len(seeds), shares, assignment_seed(prompt, seeds))
+    return values, target.id in found
 
 
 @dataclass(frozen=True)
@@ -126,28 +149,47 @@ def shapes_eval_sets(principles: PrincipleSet, split: str = "heldout") -> list[E
     return sets
 
 
-def dataset_eval_sets(principles: PrincipleSet, dataset: str | Path, world: str, split: str = "test") -> list[EvalSet]:
-    """The prompts of a build-dataset folder's `split`, per principle, judged by the principle's `world` judge."""
-    rows = read_table(Path(dataset) / "pairs.parquet", PAIRS).select(["prompt", "principle_id", "split"]).to_pylist()
-    pool, sets = JudgePool(world), []
+def dataset_eval_sets(
+    principles: PrincipleSet,
+    dataset: str | Path,
+    world: str,
+    split: str = "test",
+    judges: JudgeConfig = JudgeConfig(),
+) -> list[EvalSet]:
+    """Every annotated prompt of a build-dataset folder's `split`, per principle, judged by the principle's `world`
+    judge: all of them, not only those that gave a kept pair (which would favour the prompts the base model already
+    renders as violating, and so inflate every reduction)."""
+    root = Path(dataset)
+    fractions = read_file_metadata(root / "pairs.parquet")["config"]["split"]
+    prompts = {r["prompt_id"]: r for r in read_table(root / "prompts.parquet", PROMPTS).to_pylist()}
+    annotations = read_table(root / "annotations.parquet", ANNOTATIONS).to_pylist()
+    chosen = [a for a in annotations if a["status"] == "ok" and split_of(prompts[a["prompt_id"]], fractions) == split]
+    pool, sets = JudgePool(world, judges), []
     for principle in principles.principles:
-        prompts = tuple(
-            dict.fromkeys(r["prompt"] for r in rows if r["principle_id"] == principle.id and r["split"] == split)
-        )
-        if prompts:
-            sets.append(EvalSet(principle, prompts, pool.for_principle(principle)))
+        texts = tuple(dict.fromkeys(a["prompt"] for a in chosen if principle.id in a["principle_ids"]))
+        if texts:
+            sets.append(EvalSet(principle, texts, pool.for_principle(principle)))
     if not sets:
-        raise ValueError(f"{dataset} has no pairs in split {split!r} to evaluate on: build a larger dataset")
+        raise ValueError(
+            f"{dataset} has no annotated prompts in split {split!r} to evaluate on: build a larger dataset"
+        )
     return sets
 
 
 def file_eval_sets(
-    principles: PrincipleSet, path: str | Path, world: str, retriever: Retriever, prompt_column: str = "prompt"
+    principles: PrincipleSet,
+    path: str | Path,
+    world: str,
+    retriever: Retriever,
+    prompt_column: str = "prompt",
+    tokenizer=None,
+    judges: JudgeConfig = JudgeConfig(),
 ) -> list[EvalSet]:
     """Prompts of a file, one set per principle: an I2P row's categories name its principle, other prompts get
-    what `retriever` finds (every principle it returns); prompts with none are left out."""
+    what `retriever` finds (every principle it returns); prompts with none are left out, and so are bad rows and
+    prompts longer than `tokenizer`'s text encoder reads (the base model's), each logged with its reason."""
     by_principle: dict[str, list[str]] = {}
-    rows = file_prompts(path, prompt_column)
+    rows = [check_tokens(row, tokenizer) for row in file_prompts(path, prompt_column)]
     failed = [f"{row.source_ref}: {row.failure_reason}" for row in rows if row.status != "ok"]
     if failed:
         logger.warning("%s: %d prompts left out of the evaluation, e.g. %s", path, len(failed), "; ".join(failed[:3]))
@@ -159,7 +201,7 @@ def file_eval_sets(
             by_principle.setdefault(principle_id, []).append(row.prompt)
     if not by_principle:
         raise ValueError(f"no prompt of {path} maps to a principle: nothing to evaluate there")
-    pool = JudgePool(world)
+    pool = JudgePool(world, judges)
     return [
         EvalSet(
             principles.get(pid),
@@ -192,35 +234,47 @@ def evaluate_principle(
         batch_size=config.batch_size,
         negative_prompt=target.negative_prompt if method.negative_prompt else "",
     )
-    n, texts, seeds, values, dropouts, found = config.images_per_prompt, [], [], [], [], []
+    shares = _shares(method, pipeline, principles, config)
+    n, texts, seeds, values, found = config.images_for(target), [], [], [], []
     for index, prompt in enumerate(eval_set.prompts):  # every prompt in one generate call: full batches
         prompt_seeds = image_seeds(seed, index, n)
-        prompt_values, dropout, hit = _values(
-            method, target, prompt, prompt_seeds, retriever, principles, config.value_dropout
-        )
+        prompt_values, hit = _values(method, target, prompt, prompt_seeds, retriever, principles, shares)
         texts, seeds, values, found = texts + [prompt] * n, seeds + prompt_seeds, values + prompt_values, found + [hit]
-        dropouts += [dropout] * n  # each prompt's own: its retrieval may find one bias principle or two
-    all_images, _ = pipeline.generate(texts, seeds, values, dropouts, settings)
-    per_prompt, adherent = [], []
+    all_images = pipeline.generate(texts, seeds, values, settings)
+    per_prompt, adherent, unclassified, versions = [], [], 0, set()
     for index in range(len(eval_set.prompts)):
         images = all_images[index * n : (index + 1) * n]
         verdicts = eval_set.judge.judge(list(images), target)
+        versions |= {v.judge_version for v in verdicts}
         if eval_set.adherent is not None:
             adherent += [eval_set.adherent(index, image) for image in images]
         if target.category == "bias":
             counts = Counter(v.label for v in verdicts)
             per_prompt.append([counts.get(c, 0) for c in target.classes])
+            unclassified += n - sum(per_prompt[-1])
         else:
             per_prompt.append([v.score for v in verdicts])
     result = {
         "adherence": fmean(adherent) if adherent else None,
         "prompts": len(eval_set.prompts),
+        "images_per_prompt": n,
         "value_found": fmean(found),
-        "judge": {"name": eval_set.judge.name, "version": eval_set.judge.version, "threshold": target.threshold},
+        "value_images": fmean(v is not None for v in values),  # share of the images that got a value token
+        "judge": {**judge_provenance(eval_set.judge, target), "binary_scores": scores_are_binary(versions)},
     }
     if target.category == "bias":
-        d1, d2 = mean_bias_discrepancy([c for c in per_prompt if sum(c)])
-        result.update(d1=d1, d2=d2, class_share=_class_share(per_prompt, target))
+        classified = [c for c in per_prompt if sum(c)]  # none: the judge saw no person at all (NaN, not a crash)
+        d1, d2 = mean_bias_discrepancy(classified) if classified else (math.nan, math.nan)
+        floor_d1, floor_d2 = mean_floor([sum(c) for c in per_prompt], len(target.classes))
+        result.update(
+            d1=d1,
+            d2=d2,
+            floor_d1=floor_d1,
+            floor_d2=floor_d2,
+            class_share=_class_share(per_prompt, target),
+            unclassified=unclassified,
+            unclassified_share=unclassified / (n * len(eval_set.prompts)),
+        )
     else:
         result.update(mean_toxicity_metrics(per_prompt, threshold=target.threshold))
     if clip is not None:
@@ -228,6 +282,25 @@ def evaluate_principle(
         result["clip_score"] = float(clip_scores(features, prompt_features.repeat_interleave(n, dim=0)).mean())
         result["_features"] = features.numpy()
     return result
+
+
+def judge_provenance(judge: Judge, principle: Principle) -> dict:
+    """What pins a metric's judge: name, version, weights hash, threshold, classes, and how it scores."""
+    return {
+        "name": judge.name,
+        "version": judge.version,
+        "weights": judge.weights,
+        "threshold": principle.threshold,
+        "classes": list(principle.classes) if principle.category == "bias" else [principle.concept],
+        "protocol": judge.protocol,
+    }
+
+
+def _shares(method: Method, pipeline, principles: PrincipleSet, config: EvalConfig) -> dict[str, float]:
+    """The value share of each bias principle under `method`: the encoder's calibrated ones, or the reference's."""
+    if method.value_share == "calibrated":
+        return dict(getattr(pipeline, "value_shares", {}))
+    return {p.id: config.value_share for p in principles.of_category("bias")}
 
 
 def _class_share(per_prompt: list[list[int]], principle: Principle) -> dict[str, float]:
@@ -245,6 +318,7 @@ def evaluate(
     """Every evaluation set, every seed; summary = mean (and spread over seeds) of D1, toxic ratio, adherence."""
     clip = CLIPAttributeJudge(config.clip_model, config.clip_pretrained) if config.clip_model else None
     runs, features = [], []
+    eval_sets = [s for s in eval_sets if method.evaluates(s)]
     for seed in config.seeds:
         run = {s.name: evaluate_principle(pipeline, method, s, config, seed, retriever, clip) for s in eval_sets}
         features += [r.pop("_features") for r in run.values() if "_features" in r]
@@ -277,7 +351,7 @@ def summarize(runs: list[dict], categories: dict[str, str]) -> dict[str, float]:
     A number no evaluation set measures is NaN (say, adherence where the world cannot check it)."""
 
     def mean(values: list) -> float:
-        values = [v for v in values if v is not None]
+        values = [v for v in values if v is not None and not math.isnan(v)]
         return fmean(values) if values else float("nan")
 
     def headline(run: dict) -> dict[str, float]:
@@ -286,6 +360,7 @@ def summarize(runs: list[dict], categories: dict[str, str]) -> dict[str, float]:
         return {
             "d1": mean([v["d1"] for v in bias]),
             "d2": mean([v["d2"] for v in bias]),
+            "floor_d1": mean([v["floor_d1"] for v in bias]),
             "toxic_ratio": mean([v["avg_r"] for v in toxic]),
             "toxic_score": mean([v["avg_s"] for v in toxic]),
             "adherence": mean([v["adherence"] for v in run.values()]),
@@ -304,3 +379,53 @@ def write_results(results: dict, path: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(results, indent=2))
     return path
+
+
+def combine_training_seeds(runs: list[dict]) -> dict:
+    """One method's evaluations, one per training seed, as one row: the mean over training seeds, the spread over
+    training seeds (`*_std_train`, NaN with a single run) apart from the spread over evaluation seeds (`*_std_eval`,
+    each run's, averaged), and the same per evaluation set (`per_set`, class shares included)."""
+    keys = [k for k in runs[0]["summary"] if not k.endswith("_std")]
+    summary = {}
+    for key in keys:
+        values = [r["summary"][key] for r in runs]
+        summary[key] = fmean(values)
+        summary[f"{key}_std_train"] = float(np.std(values)) if len(runs) > 1 else float("nan")
+        summary[f"{key}_std_eval"] = fmean(r["summary"][f"{key}_std"] for r in runs)
+    per_run = [_per_set_means(r) for r in runs]
+    per_set = {name: _across(per_run, name) for name in per_run[0]}
+    seeds = [r["method"].get("training_seed") for r in runs]
+    return {"method": runs[0]["method"], "training_seeds": seeds, "summary": summary, "per_set": per_set, "runs": runs}
+
+
+def _per_set_means(result: dict) -> dict[str, dict]:
+    """Each evaluation set's metrics in one run, averaged over its evaluation seeds."""
+    return {name: _mean_records([seed[name] for seed in result["per_seed"]]) for name in result["per_seed"][0]}
+
+
+def _mean_records(records: list[dict]) -> dict:
+    """The mean of every number (and of every class share); other fields as in the first record."""
+    out = {}
+    for key, value in records[0].items():
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            out[key] = fmean(r[key] for r in records)
+        elif key == "class_share":
+            out[key] = {c: fmean(r[key][c] for r in records) for c in value}
+        else:
+            out[key] = value
+    return out
+
+
+def _across(per_run: list[dict[str, dict]], name: str) -> dict:
+    """One evaluation set across runs: means, plus `*_std_train` of every number and class share."""
+    records = [run[name] for run in per_run]
+    out = _mean_records(records)
+
+    def std(values: list[float]) -> float:
+        return float(np.std(values)) if len(values) > 1 else float("nan")
+
+    numbers = [key for key, value in out.items() if isinstance(value, float)]
+    out.update({f"{key}_std_train": std([r[key] for r in records]) for key in numbers})
+    if "class_share" in out:
+        out["class_share_std_train"] = {c: std([r["class_share"][c] for r in records]) for c in out["class_share"]}
+    return out

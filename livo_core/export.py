@@ -8,6 +8,7 @@ from pathlib import Path
 from livo_core.atomic import fsync_tree, temporary_path
 from livo_core.checkpoint import read_state
 from livo_core.models.value_encoder import SUBFOLDER
+from livo_core.pipeline import read_value_shares
 from livo_core.principles import PRINCIPLES_FILE
 
 CARD = """---
@@ -35,6 +36,9 @@ or `livo generate "a photo of a doctor" --value-encoder path/to/this/folder`. Th
 ## Training
 - Data: `{dataset}` (a livo build-dataset folder: judged preference pairs).
 - Loss: `{loss}`, {step} steps of {batch} pairs, AdamW lr {lr}; the diffusion model stayed frozen.
+- Value shares (`value_encoder/livo.json`): {shares}. A bias value goes on exactly this share of a prompt's images
+  (`generate_aligned`, `livo generate`); the dataset's aligned targets were chosen for it, so that the images
+  a user gets are as balanced as the base model allows.
 
 ## Evaluation (held-out prompts)
 {table}
@@ -61,6 +65,7 @@ def export_value_encoder(checkpoint: Path, out_dir: Path, base_model: str, datas
         step=state["step"],
         batch=config["batch_size"] * config["grad_accumulation"],
         lr=config["learning_rate"],
+        shares=", ".join(f"{k} {v:.3f}" for k, v in sorted(read_value_shares(checkpoint).items())) or "none (0.5)",
         table=table,
     )
     (tmp / "README.md").write_text(card)

@@ -4,16 +4,33 @@ from __future__ import annotations
 
 import json
 import re
-from collections import Counter, defaultdict
-from collections.abc import Callable, Sequence
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from livo_core.debias import MIN_FAMILY_IMAGES, BiasPlan, draw_class, plan_families
+from livo_core.models.loading import scheduler_provenance
 from livo_core.pipeline import GenerationSettings, LivoPipeline
 from livo_core.schema import IMAGES, read_table, write_table
-from livo_core.storage import cache_latents, content_id, save_image
+from livo_core.storage import LatentCache, content_id, save_image
 
 SHARDS_DIR = "shards"
+
+
+@dataclass(frozen=True)
+class ModelIdentity:
+    """What makes the images of a base model what they are: its name, a hash of its weights, dtype and sampler."""
+
+    name: str  # profile, folder or hub id, as configured
+    weights: str  # content hash of the weight and config files (`weights_id`)
+    dtype: str
+    sampler: str
+    vae: str  # content hash of the VAE's files: the latents' key
+
+    @property
+    def key(self) -> str:
+        return f"{self.name}@{self.weights}|{self.dtype}|{self.sampler}"
 
 
 @dataclass(frozen=True)
@@ -27,8 +44,8 @@ class ImageRequest:
     seed: int
     target_class: str | None = None
 
-    def request_id(self, base_model: str, settings: GenerationSettings) -> str:
-        return content_id(f"{self.text}|{self.seed}|{base_model}|{json.dumps(asdict(settings), sort_keys=True)}")
+    def request_id(self, model: ModelIdentity, settings: GenerationSettings) -> str:
+        return content_id(f"{self.text}|{self.seed}|{model.key}|{json.dumps(asdict(settings), sort_keys=True)}")
 
 
 def shard_requests(requests: Sequence[ImageRequest], shard_size: int) -> list[list[ImageRequest]]:
@@ -37,56 +54,49 @@ def shard_requests(requests: Sequence[ImageRequest], shard_size: int) -> list[li
     return [ordered[i : i + shard_size] for i in range(0, len(ordered), shard_size)]
 
 
-def shard_path(root: Path, shard: Sequence[ImageRequest], base_model: str, settings: GenerationSettings) -> Path:
-    key = content_id("|".join(r.request_id(base_model, settings) for r in shard))
+def shard_path(root: Path, shard: Sequence[ImageRequest], model: ModelIdentity, settings: GenerationSettings) -> Path:
+    key = content_id("|".join(r.request_id(model, settings) for r in shard))
     return root / SHARDS_DIR / f"images-{key}.parquet"
 
 
 def generate_shard(
-    pipeline: LivoPipeline, shard: Sequence[ImageRequest], root: Path, base_model: str, settings: GenerationSettings
+    pipeline: LivoPipeline,
+    shard: Sequence[ImageRequest],
+    root: Path,
+    model: ModelIdentity,
+    settings: GenerationSettings,
 ) -> Path:
-    """Generate one shard (PNG + latent per image) unless its table already exists; returns the table path."""
-    path = shard_path(root, shard, base_model, settings)
+    """Generate one shard (PNG + latent per image) unless its table already exists; returns the table path. Each
+    row's `generation` records the settings, the sampler (class and config), dtype and weights."""
+    path = shard_path(root, shard, model, settings)
     if path.is_file():
         return path
-    images, _ = pipeline.generate([r.text for r in shard], [r.seed for r in shard], settings=settings)
+    images = pipeline.generate([r.text for r in shard], [r.seed for r in shard], settings=settings)
+    provenance = {
+        **asdict(settings),
+        "scheduler": scheduler_provenance(pipeline.base),
+        "dtype": model.dtype,
+        "weights": model.weights,
+        "vae": model.vae,
+    }
     rows = []
     for request, image in zip(shard, images, strict=True):
         relative, sha = save_image(image, root)
         rows.append(
             {
                 **asdict(request),
-                "request_id": request.request_id(base_model, settings),
+                "request_id": request.request_id(model, settings),
                 "image_path": relative,
                 "image_sha256": sha,
-                "base_model": base_model,
+                "base_model": model.name,
                 "shard": path.stem,
                 "status": "ok",
                 "failure_reason": None,
-                "generation": json.dumps(asdict(settings), sort_keys=True),
+                "generation": json.dumps(provenance, sort_keys=True, default=str),
             }
         )
-    cache_latents(pipeline.base.vae, images, [row["image_sha256"] for row in rows], root)
-    return write_table(rows, path, IMAGES, meta={"base_model": base_model})
-
-
-def generate_images(
-    pipeline: LivoPipeline,
-    requests: Sequence[ImageRequest],
-    root: Path,
-    base_model: str,
-    settings: GenerationSettings,
-    shard_size: int = 256,
-    on_shard: Callable[[int, int], None] | None = None,
-) -> list[Path]:
-    """All shards of `requests`, generating only the missing ones; `on_shard(done, total)` reports progress."""
-    shards = shard_requests(requests, shard_size)
-    paths = []
-    for index, shard in enumerate(shards):
-        paths.append(generate_shard(pipeline, shard, root, base_model, settings))
-        if on_shard:
-            on_shard(index + 1, len(shards))
-    return paths
+    LatentCache(root, model.vae).store(pipeline.base.vae, images, [row["image_sha256"] for row in rows])
+    return write_table(rows, path, IMAGES, meta={"base_model": model.name, "model": asdict(model)})
 
 
 def read_images(paths: Sequence[Path]) -> list[dict]:
@@ -124,26 +134,63 @@ def explicit_prompt(prompt: str, attribute_class: str) -> str:
     return f"{prompt[:start]}{article} {attribute_class}{prompt[end:]}"
 
 
-def bias_aligned_requests(violating: Sequence[dict], judgments: Sequence[dict], principles) -> list[ImageRequest]:
-    """Second phase for bias: for each judged violating image, an aligned image of an under-represented class.
-
-    Per (prompt, principle) the classes seen on the violating images are counted; each image gets, with its own
-    seed, the least frequent class other than the one it shows (ties broken by class order).
-    """
-    # One violating image serves every bias principle of its prompt: its label is per (image, principle).
-    label = {(j["request_id"], j["principle_id"]): j["label"] for j in judgments if j["status"] == "ok"}
-    groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
+def bias_plans(
+    violating: Sequence[dict],
+    judgments: Sequence[dict],
+    principles,
+    family_of: Mapping[str, str | None],
+    share: float | None = None,
+    min_family_images: int = MIN_FAMILY_IMAGES,
+) -> dict[tuple[str, str | None], BiasPlan]:
+    """The debias plan of every bias principle, per prompt family with enough judged violating (base) images and
+    overall (family None): p measured on those images, the value share (None: calibrated) and the targets q."""
+    label = _ok_labels(judgments)
+    labels: dict[str, dict[str | None, list[str]]] = defaultdict(lambda: defaultdict(list))
     for row in violating:
         principle = principles.get(row["principle_id"])
         if principle.category == "bias" and label.get((row["request_id"], principle.id)) in principle.classes:
-            groups[(row["prompt_id"], principle.id)].append(row)
-    requests = []
-    for (prompt_id, principle_id), rows in sorted(groups.items()):
-        classes = principles.get(principle_id).classes
-        counts = Counter(label[(r["request_id"], principle_id)] for r in rows)
-        for row in rows:
-            shown = label[(row["request_id"], principle_id)]
-            target = min((c for c in classes if c != shown), key=lambda c: (counts[c], classes.index(c)))
-            text = explicit_prompt(row["text"], target)
-            requests.append(ImageRequest(prompt_id, principle_id, "aligned", text, row["seed"], target))
+            labels[principle.id][family_of.get(row["prompt_id"])].append(label[(row["request_id"], principle.id)])
+    return {
+        (principle_id, family): plan
+        for principle_id, by_family in sorted(labels.items())
+        for family, plan in plan_families(
+            principle_id, by_family, principles.get(principle_id).classes, share, min_family_images
+        ).items()
+    }
+
+
+def plan_for(plans: Mapping[tuple[str, str | None], BiasPlan], principle_id: str, family: str | None) -> BiasPlan:
+    """The family's own plan where it has one, else the principle's."""
+    return plans.get((principle_id, family)) or plans[(principle_id, None)]
+
+
+def bias_aligned_requests(
+    violating: Sequence[dict],
+    judgments: Sequence[dict],
+    principles,
+    plans: Mapping[tuple[str, str | None], BiasPlan],
+    family_of: Mapping[str, str | None],
+) -> list[ImageRequest]:
+    """Second phase for bias: an aligned image for each judged violating image of an over-represented class.
+
+    Its target class is drawn with the image's seed from the plan's targets for the class it shows (never that
+    class), so that the aligned images of all pairs follow q.
+    """
+    label, requests = _ok_labels(judgments), []
+    for row in violating:
+        principle = principles.get(row["principle_id"])
+        if principle.category != "bias" or (principle.id, None) not in plans:
+            continue
+        plan = plan_for(plans, principle.id, family_of.get(row["prompt_id"]))
+        shown = label.get((row["request_id"], principle.id))
+        if shown not in plan.violating_classes:
+            continue
+        target = draw_class(plan.targets[shown], f"{principle.id}|{row['prompt_id']}|{row['seed']}")
+        text = explicit_prompt(row["text"], target)
+        requests.append(ImageRequest(row["prompt_id"], principle.id, "aligned", text, row["seed"], target))
     return requests
+
+
+def _ok_labels(judgments: Sequence[dict]) -> dict[tuple[str, str], str]:
+    """The label of each (image request, principle); one violating image serves every bias principle of its prompt."""
+    return {(j["request_id"], j["principle_id"]): j["label"] for j in judgments if j["status"] == "ok"}

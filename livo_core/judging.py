@@ -8,23 +8,35 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from livo_core.config import JudgeConfig
 from livo_core.judges import JUDGES, Judge
 from livo_core.principles import PrincipleSet
+from livo_core.storage import content_id
 
 
 class JudgePool:
-    """One instance per judge name, created on first use (judges load models lazily)."""
+    """One instance per judge name, created on first use (judges load models lazily); `judges` sets their models."""
 
-    def __init__(self, world: str):
-        self.world, self._judges = world, {}
+    def __init__(self, world: str, judges: JudgeConfig = JudgeConfig()):
+        self.world, self._options, self._judges = world, judges.options(), {}
 
     def for_principle(self, principle) -> Judge:
         name = principle.judges.get(self.world)
         if name is None:
             raise ValueError(f"principle {principle.id!r} has no judge for world {self.world!r} in principles.yaml")
         if name not in self._judges:
-            self._judges[name] = JUDGES[name]()
+            self._judges[name] = JUDGES[name](**self._options.get(name, {}))
         return self._judges[name]
+
+    def key(self, principles: PrincipleSet) -> str:
+        """What decides a judgment: the world and, per principle it judges, the judge's name, version and threshold
+        (judgments made otherwise are not reused)."""
+        parts = [self.world] + [
+            f"{p.id}:{self.for_principle(p).name}:{self.for_principle(p).version}:{p.threshold}"
+            for p in principles.principles
+            if self.world in p.judges
+        ]
+        return content_id("|".join(parts))
 
 
 def load_image(path: Path) -> np.ndarray:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -38,6 +39,12 @@ def build_client(
             f"no API key: set the environment variable {api_key_env} (any non-empty value for an endpoint without keys)"
         )
     return openai.OpenAI(base_url=endpoint(base_url), api_key=api_key, max_retries=0, timeout=timeout_s)
+
+
+def rejects_response_format(error: openai.APIStatusError) -> bool:
+    """Whether `error` rejects the request's response format: a 400, or any status whose error names the format or a
+    schema (llama-cpp-python's server answers an unknown format with 500 and its validation message)."""
+    return error.status_code == 400 or re.search(r"response_format|schema", str(error), re.IGNORECASE) is not None
 
 
 def retry_after_s(error: BaseException | None) -> float | None:

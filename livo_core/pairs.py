@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
-from livo_core.generation import ImageRequest, generate_images, read_images
+from livo_core.debias import BiasPlan
+from livo_core.generation import plan_for
 from livo_core.judges.base import CONFORMS, VIOLATES
-from livo_core.judging import JudgePool, judge_images
-from livo_core.pipeline import GenerationSettings, LivoPipeline
-from livo_core.principles import Principle, PrincipleSet, load_principles
-from livo_core.schema import PAIRS, write_table
+from livo_core.principles import Principle, PrincipleSet
 from livo_core.storage import content_id
 
 
@@ -25,41 +22,33 @@ class PromptInfo:
     annotator: str = "grammar"
     annotator_version: str = "1"
     template_version: str = "1"
+    family: str | None = None
 
 
-@dataclass(frozen=True)
-class PairCandidate:
-    """A prompt, its principle, the value-conformant prompt for the aligned image, and the shared seed."""
-
-    prompt: str
-    principle: Principle
-    aligned_prompt: str
-    seed: int
-    target_class: str | None = None  # bias: the attribute class the aligned image must show
-
-    @property
-    def prompt_id(self) -> str:
-        return content_id(self.prompt)
-
-    def requests(self) -> tuple[ImageRequest, ImageRequest]:
-        violating = ImageRequest(self.prompt_id, self.principle.id, "violating", self.prompt, self.seed)
-        aligned = ImageRequest(
-            self.prompt_id, self.principle.id, "aligned", self.aligned_prompt, self.seed, self.target_class
-        )
-        return violating, aligned
-
-
-def accepts(principle: Principle, target_class: str | None, aligned_label: str, violating_label: str) -> bool:
-    """Kept when the aligned image conforms (or shows the target class) and the violating one violates."""
+def accepts(
+    principle: Principle,
+    target_class: str | None,
+    aligned_label: str,
+    violating_label: str,
+    violating_classes: Collection[str] = (),
+) -> bool:
+    """Kept when the aligned image conforms (bias: shows its target class) and the violating one violates (bias:
+    shows an over-represented class of the base model, one of `violating_classes`; an image that already shows an
+    under-represented class is never the violating side)."""
     if principle.category == "toxicity":
         return aligned_label == CONFORMS and violating_label == VIOLATES
-    return aligned_label == target_class and violating_label not in ("none", target_class)
+    return aligned_label == target_class and violating_label != target_class and violating_label in violating_classes
 
 
 def pair_images(
-    images: Sequence[dict], judgments: Sequence[dict], principles: PrincipleSet, info: dict[str, PromptInfo]
+    images: Sequence[dict],
+    judgments: Sequence[dict],
+    principles: PrincipleSet,
+    info: dict[str, PromptInfo],
+    plans: Mapping[tuple[str, str | None], BiasPlan] | None = None,
 ) -> list[dict]:
-    """PAIRS rows from IMAGES and JUDGMENTS rows: every accepted (violating, aligned) match of one prompt and seed."""
+    """PAIRS rows from IMAGES and JUDGMENTS rows: every accepted (violating, aligned) match of one prompt and seed;
+    bias pairs need the debias `plans` (which classes may be violating)."""
     # An image shared by several principles (one violating image, gender and race) has a verdict for each.
     verdict = {(j["request_id"], j["principle_id"]): j for j in judgments if j["status"] == "ok"}
     groups: dict[tuple, dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
@@ -73,7 +62,12 @@ def pair_images(
             for aligned in roles["aligned"]:
                 judged_w = verdict[(aligned["request_id"], principle_id)]
                 judged_l = verdict[(violating["request_id"], principle_id)]
-                if accepts(principle, aligned["target_class"], judged_w["label"], judged_l["label"]):
+                over = (
+                    plan_for(plans or {}, principle_id, info[prompt_id].family).violating_classes
+                    if principle.category == "bias"
+                    else ()
+                )
+                if accepts(principle, aligned["target_class"], judged_w["label"], judged_l["label"], over):
                     rows.append(_pair_row(principle, aligned, violating, judged_w, judged_l, info[prompt_id]))
     return rows
 
@@ -107,25 +101,6 @@ def _pair_row(
         "annotator_version": info.annotator_version,
         "template_version": info.template_version,
         "prompt_source": info.source,
+        "prompt_family": info.family,
         "split": info.split,
     }
-
-
-def build_pairs(
-    pipeline: LivoPipeline,
-    candidates: Sequence[PairCandidate],
-    out_dir: str | Path,
-    base_model: str,
-    settings: GenerationSettings,
-    world: str = "shapes",
-    info: PromptInfo = PromptInfo(source="shapes-grammar"),
-    meta: dict | None = None,
-) -> tuple[Path, dict[str, int]]:
-    """Generate, judge and pair candidates in one go (the stages of the build-dataset flow, in-process)."""
-    root, principles = Path(out_dir), load_principles()
-    shards = generate_images(pipeline, [r for c in candidates for r in c.requests()], root, base_model, settings)
-    images = read_images(shards)
-    judgments = judge_images(images, principles, JudgePool(world), root)
-    rows = pair_images(images, judgments, principles, {c.prompt_id: info for c in candidates})
-    counts = {"candidates": len(candidates), "images": len(images), "kept": len(rows)}
-    return write_table(rows, root / "pairs.parquet", PAIRS, meta={"counts": counts, **(meta or {})}), counts

@@ -1,10 +1,10 @@
-"""LiVO generation on top of diffusers' StableDiffusionPipeline: with a value, without, or with value dropout."""
+"""LiVO generation on top of diffusers' StableDiffusionPipeline: each image with its value token or without."""
 
 from __future__ import annotations
 
+import json
 import logging
-import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,13 +12,22 @@ import numpy as np
 import torch
 from diffusers import StableDiffusionPipeline
 
+from livo_core.debias import REFERENCE_SHARE, value_assignment
 from livo_core.models.loading import load_base_pipeline
-from livo_core.models.value_encoder import ValueEncoder, build_conditioning, check_prompt, encode_prompts
+from livo_core.models.tokenizer import too_long
+from livo_core.models.value_encoder import (
+    METADATA_FILE,
+    SUBFOLDER,
+    ValueEncoder,
+    build_conditioning,
+    check_prompt,
+    encode_prompts,
+)
 from livo_core.principles import Principle, PrincipleSet, load_principles
 from livo_core.retrieval import Retrieval, Retriever
+from livo_core.storage import content_id
 
 logger = logging.getLogger(__name__)
-BIAS_VALUE_DROPOUT = 0.5  # the reference's debias protocol: half the images of a bias prompt get no value
 
 
 @dataclass(frozen=True)
@@ -33,30 +42,38 @@ class GenerationSettings:
     negative_prompt: str = ""  # the unconditional text; the "negative prompt" baseline sets it
 
 
-SHAPES_SETTINGS = GenerationSettings(steps=20, guidance_scale=3.0, batch_size=64)
+# The shapes world samples with 12 DPM-Solver++ steps (adherence as with 20, in 60% of the time) and the reference's
+# CFG 7.5: at CFG 3 its race words barely steer it (a named asian figure drawn as asked 1 time in 4; 0.65 at 7.5).
+SHAPES_SETTINGS = GenerationSettings(steps=12, guidance_scale=7.5, batch_size=64)
 
 
 def default_settings(base_model: str) -> GenerationSettings:
-    """The reference's sampler settings, or the shapes world's (a small model wants fewer steps, lower CFG)."""
+    """The reference's sampler settings, or the shapes world's (a small model wants fewer steps)."""
     return SHAPES_SETTINGS if base_model == "shapes" else GenerationSettings()
 
 
 class LivoPipeline:
     """A frozen base pipeline plus an optional value encoder."""
 
-    def __init__(self, base: StableDiffusionPipeline, value_encoder: ValueEncoder | None = None):
+    def __init__(
+        self,
+        base: StableDiffusionPipeline,
+        value_encoder: ValueEncoder | None = None,
+        value_shares: Mapping[str, float] | None = None,
+    ):
         self.base = base
         self.value_encoder = value_encoder.to(base.device).eval() if value_encoder is not None else None
+        self.value_shares = dict(value_shares or {})  # bias principle id -> share of images given the value
 
     @classmethod
     def from_pretrained(
         cls, base_model: str = "shapes", value_encoder_dir: str | Path | None = None, device: str | None = None
     ) -> LivoPipeline:
         base = load_base_pipeline(base_model, device=device)
-        encoder = None
-        if value_encoder_dir is not None:
-            encoder = ValueEncoder.from_pretrained(value_encoder_dir, base.text_encoder.config.hidden_size)
-        return cls(base, encoder)
+        if value_encoder_dir is None:
+            return cls(base)
+        encoder = ValueEncoder.from_pretrained(value_encoder_dir, base.text_encoder.config.hidden_size)
+        return cls(base, encoder, read_value_shares(value_encoder_dir))
 
     @torch.no_grad()
     def conditioning(self, prompts: list[str], principles: list[Principle | None]) -> torch.Tensor:
@@ -76,28 +93,20 @@ class LivoPipeline:
         prompts: Sequence[str],
         seeds: Sequence[int],
         principles: Sequence[Principle | None] | Principle | None = None,
-        value_dropout: float | Sequence[float] = 0.0,
         settings: GenerationSettings = GenerationSettings(),
-    ) -> tuple[np.ndarray, list[bool]]:
-        """Images (N, H, W, 3) uint8, one per (prompt, seed), and whether each got its value token.
-
-        `value_dropout` p (one for all images, or one per image) drops the value for an image with probability p,
-        decided by its seed (the reference's debias protocol), so the same seeds give the same split.
-        """
+    ) -> np.ndarray:
+        """Images (N, H, W, 3) uint8, one per (prompt, seed); `principles`: each image's value (None: no value
+        token), or one for all. `assign_values` decides which images of a prompt get a value."""
         prompts, seeds = list(prompts), list(seeds)
         if len(prompts) != len(seeds):
             raise ValueError(f"{len(prompts)} prompts but {len(seeds)} seeds: give one seed per image")
         if not isinstance(principles, Sequence):
             principles = [principles] * len(prompts)
-        if not isinstance(value_dropout, Sequence):
-            value_dropout = [value_dropout] * len(prompts)
-        for prompt in prompts:
-            check_prompt(prompt, self.base.tokenizer)
-        applied = [
-            p is not None and random.Random(seed).random() >= dropout
-            for p, seed, dropout in zip(principles, seeds, value_dropout, strict=True)
-        ]
-        chosen = [p if keep else None for p, keep in zip(principles, applied, strict=True)]
+        for prompt in dict.fromkeys(prompts):
+            check_prompt(prompt)
+            if reason := too_long(prompt, self.base.tokenizer):  # read truncated, as SD does: never a crash
+                logger.warning("%s; its end is cut off (%r...)", reason, prompt[:60])
+        chosen = list(principles)
         images, start, batch = [], 0, settings.batch_size
         while start < len(prompts):
             end = start + batch
@@ -113,7 +122,7 @@ class LivoPipeline:
             start = end
         if batch < settings.batch_size:
             logger.warning("generated %d images with batch %d (asked: %d)", len(prompts), batch, settings.batch_size)
-        return np.concatenate(images), applied
+        return np.concatenate(images)
 
     def _generate_batch(self, prompts, seeds, principles, settings: GenerationSettings) -> np.ndarray:
         cond = self.conditioning(prompts, principles)
@@ -139,16 +148,21 @@ class LivoPipeline:
         principles: PrincipleSet | None = None,
         settings: GenerationSettings = GenerationSettings(),
     ) -> tuple[np.ndarray, list[Principle | None], Retrieval]:
-        """The product: the retriever picks the value(s) for `prompt`, then one image per seed is generated.
+        """The product: the retriever picks the value(s) for `prompt`, then one image per seed is generated, a bias
+        value on exactly its share of the images (the encoder's calibrated share, else the reference's half).
 
         Returns the images, the principle each image got (None: no value) and the retrieval.
         """
+        seeds = list(seeds)
         retrieval = retriever.retrieve(prompt) or Retrieval(None, "none", None, "no retriever decided")
-        values = values_for(retrieval, seeds, principles or load_principles())
-        bias = {v.id for v in values if v is not None and v.category == "bias"}
-        dropout = shared_value_dropout(BIAS_VALUE_DROPOUT, len(bias)) if bias else 0.0
-        images, applied = self.generate([prompt] * len(values), seeds, values, dropout, settings)
-        return images, [v if keep else None for v, keep in zip(values, applied, strict=True)], retrieval
+        values = assign_values(
+            retrieval.principle_ids,
+            principles or load_principles(),
+            len(seeds),
+            self.value_shares,
+            assignment_seed(prompt, seeds),
+        )
+        return self.generate([prompt] * len(seeds), seeds, values, settings), values, retrieval
 
 
 def initial_latents(
@@ -167,14 +181,29 @@ def to_uint8(images: np.ndarray) -> np.ndarray:
     return (np.clip(images, 0, 1) * 255).round().astype(np.uint8)
 
 
-def shared_value_dropout(dropout: float, principles: int) -> float:
-    """The value dropout when `principles` bias principles share a prompt's images (one value per image): each
-    principle still reaches the (1 - dropout) share of images it would reach alone, as far as the images allow.
-    One principle: `dropout`; two at 0.5: 0 (half the images get each value)."""
-    return max(0.0, 1.0 - principles * (1.0 - dropout))
+def assign_values(
+    principle_ids: Sequence[str],
+    principles: PrincipleSet,
+    n: int,
+    value_shares: Mapping[str, float],
+    seed: int,
+) -> list[Principle | None]:
+    """Each of a prompt's n images' value, given the principles found for the prompt: toxicity principles cover every
+    image (spread evenly: protection is never diluted), else each bias principle gets exactly its value share of the
+    images (`value_shares`, the reference's 0.5 where missing), chosen by a permutation seeded by `seed`."""
+    found = [principles.get(i) for i in principle_ids]
+    toxic = [p for p in found if p.category == "toxicity"]
+    if toxic:
+        return value_assignment(n, [(p, 1 / len(toxic)) for p in toxic], seed)
+    return value_assignment(n, [(p, value_shares.get(p.id, REFERENCE_SHARE)) for p in found], seed)
 
 
-def values_for(retrieval: Retrieval, seeds: Sequence[int], principles: PrincipleSet) -> list[Principle | None]:
-    """The principle of each image: none, the retrieved one, or (several apply) one of them picked by the seed."""
-    ids = retrieval.principle_ids
-    return [principles.get(ids[seed % len(ids)]) if ids else None for seed in seeds]
+def assignment_seed(prompt: str, seeds: Sequence[int]) -> int:
+    """The seed of a prompt's value assignment: fixed by the prompt and its image seeds."""
+    return int(content_id(f"{prompt}|{list(seeds)}"), 16) % 2**32
+
+
+def read_value_shares(value_encoder_dir: str | Path) -> dict[str, float]:
+    """The value shares saved with a value encoder (calibrated by the dataset it was trained on); {} if none."""
+    path = Path(value_encoder_dir) / SUBFOLDER / METADATA_FILE
+    return json.loads(path.read_text()).get("value_shares", {}) if path.is_file() else {}

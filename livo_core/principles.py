@@ -134,9 +134,10 @@ class PersonWords(BaseModel):
             a in principle.classes and self.is_person(b) for a, b in zip(words, words[1:], strict=False)
         )
 
-    def open_bias_principles(self, prompt: str, principles: PrincipleSet) -> list[str]:
-        """Ids of the bias principles whose attribute a prompt naming a person leaves open; [] without a person."""
+    def open_bias_principles(self, prompt: str, principles: PrincipleSet, shows_people: bool = False) -> list[str]:
+        """Ids of the bias principles whose attribute the prompt leaves open, when it names a person or the caller
+        knows it shows people (`shows_people`: a prompt from a bias source); [] otherwise."""
         words = re.findall(r"[a-z]+", prompt.lower())
-        if not any(self.is_person(w) for w in words):
+        if not shows_people and not any(self.is_person(w) for w in words):
             return []
         return [p.id for p in principles.of_category("bias") if not self.fixes(p, words)]

@@ -34,6 +34,7 @@ from livo_core.schema import PROMPTS, write_table
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
+    from transformers import CLIPTokenizer
 
 logger = logging.getLogger(__name__)
 
@@ -127,6 +128,8 @@ class PromptRow:
     sd_height: int | None = None
     status: Literal["ok", "failed"] = "ok"
     failure_reason: str | None = None
+    family: str | None = None  # the template family (or world family) it comes from: debias estimates per family
+    group: str | None = None  # prompts that share an item ("occupations:a doctor") share a split; None: the prompt
     prompt_id: str = ""
 
 
@@ -193,12 +196,15 @@ class Family(BaseModel):
             raise ValueError(f"family {self.name!r}: every phrasing needs the placeholder {{x}}")
         return self
 
-    def expand(self) -> list[tuple[str, str]]:
-        """(template id, prompt) pairs: "family:i" for the i-th seed prompt or the i-th phrasing."""
+    def expand(self) -> list[tuple[str, str, str]]:
+        """(template id, prompt, group) triples: "family:i" for the i-th seed prompt or the i-th phrasing; the group
+        "family:item" holds every phrasing of one item (a seed prompt is its own group), the unit of the splits."""
         if self.prompts:
-            return [(f"{self.name}:{i}", prompt) for i, prompt in enumerate(self.prompts)]
+            return [(f"{self.name}:{i}", prompt, f"{self.name}:{i}") for i, prompt in enumerate(self.prompts)]
         return [
-            (f"{self.name}:{i}", p.replace("{x}", item)) for i, p in enumerate(self.phrasings) for item in self.items
+            (f"{self.name}:{i}", p.replace("{x}", item), f"{self.name}:{item}")
+            for i, p in enumerate(self.phrasings)
+            for item in self.items
         ]
 
 
@@ -241,9 +247,18 @@ def template_prompts(
     """Rows of the built-in template families (source "templates"), at most `max_per_family` of each."""
     templates = templates or load_templates()
     return [
-        PromptRow(prompt, "templates", ref, templates.template_version, family.category_hint, family.principle_hint)
+        PromptRow(
+            prompt,
+            "templates",
+            ref,
+            templates.template_version,
+            family.category_hint,
+            family.principle_hint,
+            family=family.name,
+            group=group,
+        )
         for family in templates.select(families)
-        for ref, prompt in _sample(family.expand(), max_per_family)
+        for ref, prompt, group in _sample(family.expand(), max_per_family)
     ]
 
 
@@ -555,7 +570,7 @@ def expand_with_llm(
         message = f"LLM expansion of {category!r} with {model} failed after {attempts} attempt(s): {err}"
         raise LLMExpansionError(message) from err
     ref = f"{model}@{TEMPLATE_VERSION}"
-    return [PromptRow(p, "llm", ref, TEMPLATE_VERSION, category_hint, principle_hint) for p in prompts]
+    return [PromptRow(p, "llm", ref, TEMPLATE_VERSION, category_hint, principle_hint, family=category) for p in prompts]
 
 
 def llm_prompts(config: PromptConfig, client: openai.OpenAI | None = None) -> list[PromptRow]:
@@ -566,7 +581,7 @@ def llm_prompts(config: PromptConfig, client: openai.OpenAI | None = None) -> li
     client = client or build_client()
     rows: list[PromptRow] = []
     for family in load_templates().select(config.families):
-        seeds = [prompt for _, prompt in _sample(family.expand(), config.llm_seeds_per_family)]
+        seeds = [prompt for _, prompt, _ in _sample(family.expand(), config.llm_seeds_per_family)]
         rows += expand_with_llm(
             client,
             config.llm_model,
@@ -627,8 +642,20 @@ def _check_length(row: PromptRow, min_chars: int, max_chars: int) -> PromptRow:
     return replace(row, status="failed", failure_reason=reason)
 
 
-def clean_prompts(rows: Sequence[PromptRow], config: PromptConfig) -> tuple[list[PromptRow], dict[str, int]]:
-    """Normalise and id every row, fail bad lengths and drop duplicates as `config.dedup` says; rows and counts.
+def check_tokens(row: PromptRow, tokenizer: CLIPTokenizer | None) -> PromptRow:
+    """`row` failed when the base model's text encoder cannot read all of it."""
+    from livo_core.models.tokenizer import too_long  # noqa: PLC0415 (pulls in transformers)
+
+    if row.status != "ok" or tokenizer is None or (reason := too_long(row.prompt, tokenizer)) is None:
+        return row
+    return replace(row, status="failed", failure_reason=reason)
+
+
+def clean_prompts(
+    rows: Sequence[PromptRow], config: PromptConfig, tokenizer: CLIPTokenizer | None = None
+) -> tuple[list[PromptRow], dict[str, int]]:
+    """Normalise and id every row, fail bad lengths (characters, and tokens of `tokenizer`, the base model's) and
+    drop duplicates as `config.dedup` says; rows and counts.
 
     The first occurrence of a duplicate is kept, so ok rows have unique ids (unless dedup is "none"). Failed rows
     are all kept, after the ok rows, each naming its source line; identical failures share an id.
@@ -637,7 +664,7 @@ def clean_prompts(rows: Sequence[PromptRow], config: PromptConfig) -> tuple[list
     for row in rows:
         prompt = normalize_prompt(row.prompt)
         row = replace(row, prompt=prompt, prompt_id=prompt_id(prompt))
-        checked.append(_check_length(row, config.min_chars, config.max_chars))
+        checked.append(check_tokens(_check_length(row, config.min_chars, config.max_chars), tokenizer))
     ok = [row for row in checked if row.status == "ok"]
     failed = [row for row in checked if row.status == "failed"]
     unique = ok
@@ -658,8 +685,14 @@ def clean_prompts(rows: Sequence[PromptRow], config: PromptConfig) -> tuple[list
     return distinct + failed, counts
 
 
-def collect_prompts(config: PromptConfig, out_path: Path | str, llm_client: openai.OpenAI | None = None) -> Path:
-    """Read every source of `config` in order, clean the rows and write the PROMPTS table; returns its path."""
+def collect_prompts(
+    config: PromptConfig,
+    out_path: Path | str,
+    llm_client: openai.OpenAI | None = None,
+    tokenizer: CLIPTokenizer | None = None,
+) -> Path:
+    """Read every source of `config` in order, clean the rows (prompts longer than `tokenizer`'s encoder reads are
+    failed rows) and write the PROMPTS table; returns its path."""
     rows: list[PromptRow] = []
     for source in config.sources:
         if source == "templates":
@@ -672,7 +705,7 @@ def collect_prompts(config: PromptConfig, out_path: Path | str, llm_client: open
             rows += [row for path in config.files for row in file_prompts(path, config.prompt_column)]
         else:
             rows += llm_prompts(config, llm_client)
-    kept, counts = clean_prompts(rows, config)
+    kept, counts = clean_prompts(rows, config, tokenizer)
     logger.info("collected prompts: %s", counts)
     if failed := [row for row in kept if row.status == "failed"]:
         shown = "; ".join(f"{row.source_ref}: {row.failure_reason}" for row in failed[:5])

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import math
+import re
 from pathlib import Path
 
 import matplotlib
@@ -35,25 +37,69 @@ def read_metrics(train_dir: str | Path) -> list[dict]:
 
 
 def methods_table(results: dict[str, dict]) -> str:
-    """Markdown: headline metrics per method, mean ± std over seeds, change against the base model; CLIP score and
-    FID columns where they were measured."""
+    """Markdown: headline metrics per method, mean ± spread (see `_with_spread`), change against the base model; the
+    fair-sampler floor of D1; CLIP score and FID columns where they were measured."""
     base = results["base"]["summary"]
     quality = not math.isnan(base.get("clip_score", math.nan))
-    header = ["method", "D1 (bias)", "toxic ratio", "adherence", "value found"]
+    header = ["method", "D1 (bias)", "D1 floor", "toxic ratio", "adherence", "value found"]
     header += ["CLIP score", "FID (CLIP) vs base"] if quality else []
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for name, result in results.items():
         s = result["summary"]
         cells = [
             _with_spread(s, "d1") + _relative(s["d1"], base["d1"], name),
+            _number(s.get("floor_d1", math.nan)),
             _with_spread(s, "toxic_ratio") + _relative(s["toxic_ratio"], base["toxic_ratio"], name),
             _adherence(s["adherence"], base["adherence"], name),
             f"{s['value_found']:.2f}" if result["method"]["value"] == "retrieved" else "-",
         ]
         if quality:
-            cells += [f"{s['clip_score']:.2f}", f"{s['fid_clip']:.3f}" if "fid_clip" in s else "-"]
+            cells += [_number(s["clip_score"], 2), _number(s.get("fid_clip", math.nan))]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def balance_tables(results: dict[str, dict]) -> str:
+    """Per bias principle: each method's class shares (± over training seeds), unclassified images, images per
+    prompt, D1 and D2 against the fair-sampler floor."""
+    blocks = []
+    for set_name, base in results["base"]["per_set"].items():
+        if "class_share" not in base:
+            continue
+        classes = list(base["class_share"])
+        header = ["method", *classes, "unclassified", "N/prompt", "D1 (floor)", "D2 (floor)", "top class"]
+        lines = [f"### {set_name}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        for name, result in results.items():
+            r = result.get("per_set", {}).get(set_name)
+            if r is None:
+                continue
+            spread = r.get("class_share_std_train", {})
+            shares = [_share(r["class_share"][c], spread.get(c, math.nan)) for c in classes]
+            top = max(classes, key=r["class_share"].get)
+            lines.append(
+                f"| {name} | "
+                + " | ".join(
+                    [
+                        *shares,
+                        f"{r['unclassified_share']:.1%}",
+                        str(int(r["images_per_prompt"])),
+                        f"{r['d1']:.3f} ({r['floor_d1']:.3f})",
+                        f"{r['d2']:.3f} ({r['floor_d2']:.3f})",
+                        f"{top} {r['class_share'][top]:.0%} (1/K = {1 / len(classes):.0%})",
+                    ]
+                )
+                + " |"
+            )
+        blocks.append("\n".join(lines) + "\n")
+    return "\n".join(blocks)
+
+
+def _share(value: float, spread: float) -> str:
+    return f"{value:.1%}" if math.isnan(spread) else f"{value:.1%} ± {spread:.1%}"
+
+
+def _number(value: float, digits: int = 3) -> str:
+    return "-" if math.isnan(value) else f"{value:.{digits}f}"
 
 
 def _adherence(value: float, base: float, name: str) -> str:
@@ -63,21 +109,37 @@ def _adherence(value: float, base: float, name: str) -> str:
 
 
 def _with_spread(summary: dict, key: str) -> str:
-    return f"{summary[key]:.3f} ± {summary[f'{key}_std']:.3f}"
+    """mean ± std over training seeds [± std over evaluation seeds]; a row without training: ± over evaluation seeds."""
+    value, train, evaluation = summary[key], summary[f"{key}_std_train"], summary[f"{key}_std_eval"]
+    if math.isnan(value):
+        return "-"
+    if math.isnan(train):
+        return f"{value:.3f} ± {evaluation:.3f}"
+    return f"{value:.3f} ± {train:.3f} [{evaluation:.3f}]"
 
 
 def _relative(value: float, base: float, name: str) -> str:
-    return "" if name == "base" or base == 0 else f" ({100 * (value - base) / base:+.0f}%)"
+    if name == "base" or base == 0 or math.isnan(value):
+        return ""
+    return f" ({100 * (value - base) / base:+.0f}%)"
 
 
 def metric_bars(results: dict[str, dict], path: Path) -> Path:
-    """One bar chart per headline metric, a bar per method, error bars = std over seeds."""
+    """One bar chart per headline metric, a bar per method; error bars: std over training seeds (over evaluation seeds
+    for untrained rows)."""
     names = list(results)
     fig, axes = plt.subplots(1, len(HEADLINE), figsize=(5 * len(HEADLINE), 4))
     for ax, (key, title) in zip(axes, HEADLINE, strict=True):
-        values = [results[n]["summary"][key] for n in names]
-        errors = [results[n]["summary"][f"{key}_std"] for n in names]
+        summaries = [results[n]["summary"] for n in names]
+        values = [s[key] for s in summaries]
+        errors = [
+            s[f"{key}_std_eval"] if math.isnan(s[f"{key}_std_train"]) else s[f"{key}_std_train"] for s in summaries
+        ]
         ax.bar(range(len(names)), values, yerr=errors, color=plt.cm.tab10(np.arange(len(names))))
+        if key == "d1":
+            floors = [s.get("floor_d1", math.nan) for s in summaries]
+            ax.scatter(range(len(names)), floors, marker="_", s=400, color="black", label="fair-sampler floor")
+            ax.legend(fontsize=7)
         ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
         ax.set_title(title, fontsize=10)
     fig.tight_layout()
@@ -86,44 +148,121 @@ def metric_bars(results: dict[str, dict], path: Path) -> Path:
     return path
 
 
-def training_curves(train_dirs: dict[str, str | Path], path: Path) -> Path:
-    """Loss, the two margins and implicit accuracy over steps, one line per loss: how fast each converges."""
-    fig, axes = plt.subplots(1, len(CURVES), figsize=(4.5 * len(CURVES), 3.6))
-    for loss, train_dir in train_dirs.items():
-        records = read_metrics(train_dir)
-        steps = [r["step"] for r in records]
-        for ax, (key, title) in zip(axes, CURVES, strict=True):
-            ax.plot(steps, [r[key] for r in records], label=loss)
-            ax.set_title(title, fontsize=10)
-            ax.set_xlabel("step")
-    for ax in axes:
-        ax.legend()
+def class_share_bars(results: dict[str, dict], path: Path) -> Path:
+    """Per bias principle, grouped bars: each class's share of the images for the base and each method, the
+    uniform share as a line, error bars over training seeds."""
+    sets = [name for name, r in results["base"]["per_set"].items() if "class_share" in r]
+    fig, axes = plt.subplots(1, max(1, len(sets)), figsize=(7 * max(1, len(sets)), 4), squeeze=False)
+    for ax, set_name in zip(axes[0], sets, strict=False):
+        methods = [n for n in results if set_name in results[n].get("per_set", {})]
+        classes = list(results["base"]["per_set"][set_name]["class_share"])
+        width = 0.8 / len(methods)
+        for i, name in enumerate(methods):
+            r = results[name]["per_set"][set_name]
+            spread = r.get("class_share_std_train", {})
+            errors = [0.0 if math.isnan(spread.get(c, math.nan)) else spread[c] for c in classes]
+            x = np.arange(len(classes)) + (i - (len(methods) - 1) / 2) * width
+            ax.bar(x, [r["class_share"][c] for c in classes], width, yerr=errors, label=name)
+        ax.axhline(1 / len(classes), color="black", linestyle="--", linewidth=1, label="uniform")
+        ax.set_xticks(range(len(classes)), classes)
+        ax.set_title(f"{set_name}: share of images per class", fontsize=10)
+        ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
 
 
-def training_summary(train_dirs: dict[str, str | Path]) -> list[dict]:
-    """The last logged record of each run (a table artifact)."""
-    rows = []
-    for loss, train_dir in train_dirs.items():
-        last = read_metrics(train_dir)[-1]
-        rows.append({"loss": loss, **{k: round(v, 5) if isinstance(v, float) else v for k, v in last.items()}})
-    return rows
-
-
-def image_grid(rows: list[np.ndarray], path: Path, scale: int = 3) -> Path:
-    """Stack rows of images (each (N, H, W, 3) uint8) into one PNG, enlarged `scale` times without smoothing."""
-    grid = np.concatenate([np.concatenate(list(row), axis=1) for row in rows], axis=0)
-    image = Image.fromarray(grid)
-    image.resize((image.width * scale, image.height * scale), Image.NEAREST).save(path)
+def training_curves(train_dirs: dict[str, dict[int, str | Path]], path: Path) -> Path:
+    """Loss, the two margins and implicit accuracy over steps, one line per loss and training seed."""
+    fig, axes = plt.subplots(1, len(CURVES), figsize=(4.5 * len(CURVES), 3.6))
+    for index, (loss, by_seed) in enumerate(train_dirs.items()):
+        for seed, train_dir in by_seed.items():
+            records = read_metrics(train_dir)
+            steps = [r["step"] for r in records]
+            for ax, (key, title) in zip(axes, CURVES, strict=True):
+                ax.plot(steps, [r[key] for r in records], color=plt.cm.tab10(index), label=f"{loss} seed {seed}")
+                ax.set_title(title, fontsize=10)
+                ax.set_xlabel("step")
+    for ax in axes:
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
     return path
 
 
+def training_summary(train_dirs: dict[str, dict[int, str | Path]]) -> list[dict]:
+    """The last logged record of each run (a table artifact)."""
+    rows = []
+    for loss, by_seed in train_dirs.items():
+        for seed, train_dir in by_seed.items():
+            last = read_metrics(train_dir)[-1]
+            rounded = {k: round(v, 5) if isinstance(v, float) else v for k, v in last.items()}
+            rows.append({"run": f"{loss} seed {seed}", **rounded})
+    return rows
+
+
+THUMBNAIL_WIDTH = 96  # px per image in grids, whatever the image size (32 px shapes, 512 px SD1.5)
+ARTIFACT_LIMIT = 5_000_000  # bytes: a report artifact with its figures inlined stays under this
+
+
+def image_grid(rows: list[np.ndarray], path: Path, width: int = THUMBNAIL_WIDTH) -> Path:
+    """Rows of images (each (N, H, W, 3) uint8) as one PNG of thumbnails `width` px wide: small images enlarged
+    without smoothing, large ones reduced."""
+    thumbs = [[_thumbnail(image, width) for image in row] for row in rows]
+    grid = np.concatenate([np.concatenate(row, axis=1) for row in thumbs], axis=0)
+    Image.fromarray(grid).save(path)
+    return path
+
+
+def _thumbnail(image: np.ndarray, width: int) -> np.ndarray:
+    picture = Image.fromarray(image)
+    height = round(picture.height * width / picture.width)
+    resample = Image.NEAREST if width >= picture.width else Image.LANCZOS
+    return np.asarray(picture.resize((width, height), resample))
+
+
+def inline_figures(report: Path, limit: int = ARTIFACT_LIMIT) -> str:
+    """The report's markdown with its PNGs inlined as data URIs (the Prefect UI shows them without a file server),
+    in order while the whole stays under `limit` bytes; a figure that does not fit is named with its path."""
+    text = report.read_text()
+    budget = limit - len(text.encode())
+
+    def inline(match: re.Match) -> str:
+        nonlocal budget
+        figure = report.parent / match.group(2)
+        data = base64.b64encode(figure.read_bytes()).decode()
+        if len(data) + 40 > budget:
+            return f"*{match.group(1)}: not inlined ({figure.stat().st_size} bytes), see `{figure}`*"
+        budget -= len(data) + 40
+        return f"![{match.group(1)}](data:image/png;base64,{data})"
+
+    return re.sub(r"!\[([^\]]*)\]\(([^)]+\.png)\)", inline, text)
+
+
+def judges_table(results: dict[str, dict]) -> str:
+    """Which judge scored each evaluation set: name, version, weights hash, threshold, classes, how it scores (and
+    where that differs from the reference's judges)."""
+    header = "| evaluation set | judge | version | weights | threshold | classes / concept | protocol |"
+    lines = [header, "|---|---|---|---|---|---|---|"]
+    for name, r in results["base"]["per_set"].items():
+        j = r["judge"]
+        protocol = j["protocol"] + (
+            " **Scores are 0/1 (no logprobs): Avg.S and Max equal Avg.R.**" if j.get("binary_scores") else ""
+        )
+        lines.append(
+            f"| {name} | {j['name']} | {j['version']} | {j['weights']} | {j['threshold']} | "
+            f"{', '.join(j['classes'])} | {protocol} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def write_report(out_dir: Path, results: dict[str, dict], figures: dict[str, Path], notes: list[str]) -> Path:
-    """report.md next to the figures: the comparison table, the figures, the protocol notes."""
+    """report.md next to the figures: the comparison table, balance and judges tables, the figures, the notes."""
     lines = ["# LiVO training report", "", methods_table(results), *notes, ""]
+    lines += ["## Balance per bias principle", "", balance_tables(results), ""]
+    lines += ["## Judges", "", judges_table(results), ""]
     for title, figure in figures.items():
         lines += [f"## {title}", "", f"![{title}]({Path(figure).name})", ""]
     path = Path(out_dir) / "report.md"

@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 
 from livo_core.atomic import atomic_path
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"  # 2: prompt family and split group, debias plans
 _META_KEY = b"livo"
 
 _STATUS = pa.dictionary(pa.int8(), pa.string())  # "ok" | "failed": bad input is a recorded row, never a silent drop
@@ -33,6 +33,8 @@ PROMPTS = pa.schema(
         pa.field("template_version", pa.string(), nullable=False),
         pa.field("status", _STATUS, nullable=False),
         pa.field("failure_reason", pa.string(), nullable=True),
+        pa.field("family", pa.string(), nullable=True),  # template family; debias plans are estimated per family
+        pa.field("group", pa.string(), nullable=True),  # split unit: every phrasing of one template item
     ]
 )
 
@@ -115,6 +117,7 @@ PAIRS = pa.schema(
         pa.field("annotator_version", pa.string(), nullable=False),
         pa.field("template_version", pa.string(), nullable=False),
         pa.field("prompt_source", pa.string(), nullable=False),
+        pa.field("prompt_family", pa.string(), nullable=True),
         pa.field("split", pa.dictionary(pa.int32(), pa.string()), nullable=False),
     ]
 )
@@ -178,4 +181,10 @@ def read_table(path: str | Path, schema: pa.Schema) -> pa.Table:
 
 def read_metadata(table: pa.Table) -> dict:
     raw = (table.schema.metadata or {}).get(_META_KEY)
+    return json.loads(raw) if raw else {}
+
+
+def read_file_metadata(path: str | Path) -> dict:
+    """The livo metadata of a Parquet file, read from its footer only (no rows)."""
+    raw = (pq.read_schema(path).metadata or {}).get(_META_KEY)
     return json.loads(raw) if raw else {}

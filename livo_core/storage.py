@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +17,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from livo_core.atomic import atomic_path
+
+logger = logging.getLogger(__name__)
 
 
 def content_id(text: str) -> str:
@@ -36,25 +40,56 @@ def save_image(image: np.ndarray, root: Path) -> tuple[str, str]:
     return str(relative), sha
 
 
-def latent_path(root: Path, sha: str) -> Path:
-    return root / "latents" / sha[:2] / f"{sha}.safetensors"
+@dataclass(frozen=True)
+class LatentCache:
+    """The VAE latents of a dataset folder's images, by VAE and image hash: `latents/<vae_id>/<sha[:2]>/<sha>`, so
+    that latents of one VAE are never read as another's (`vae_id`: `weights_id(base_model, "vae")`)."""
+
+    root: Path
+    vae_id: str
+
+    def path(self, sha: str) -> Path:
+        return Path(self.root) / "latents" / self.vae_id / sha[:2] / f"{sha}.safetensors"
+
+    def store(self, vae: AutoencoderKL, images: np.ndarray, shas: Sequence[str], batch_size: int = 16) -> None:
+        """Encode images (N, H, W, 3) uint8 with the frozen VAE once, `batch_size` per call, and store them by hash.
+
+        A CUDA out-of-memory error halves the batch for the rest of the call. Each latent is its image's posterior
+        mean (no sampling), so it does not depend on the batch beyond float rounding (kernels chosen per batch).
+        """
+        if len(images) != len(shas):
+            raise ValueError(f"{len(images)} images but {len(shas)} hashes: give one hash per image")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        start, batch = 0, batch_size
+        while start < len(images):
+            end = start + batch
+            try:
+                latents = _encode(vae, images[start:end])
+            except torch.cuda.OutOfMemoryError:
+                if batch == 1:
+                    raise
+                batch //= 2
+                torch.cuda.empty_cache()
+                logger.warning("CUDA out of memory: VAE encoding batch halved to %d images", batch)
+                continue
+            for latent, sha in zip(latents, shas[start:end], strict=True):
+                with atomic_path(self.path(sha)) as tmp:
+                    save_file({"latent": latent.contiguous()}, str(tmp))
+            start = end
+
+    def load(self, sha: str) -> torch.Tensor:
+        path = self.path(sha)
+        if not path.is_file():
+            raise FileNotFoundError(f"cached latent missing: {path} (re-run the generation stage to re-encode it)")
+        try:
+            return load_file(str(path))["latent"]
+        except SafetensorError as error:
+            raise ValueError(f"cached latent {path} is unreadable ({error}): delete it and re-run") from error
 
 
 @torch.no_grad()
-def cache_latents(vae: AutoencoderKL, images: np.ndarray, shas: Sequence[str], root: Path) -> None:
-    """Encode images with the frozen VAE once (posterior mean x scaling factor) and store them by image hash."""
+def _encode(vae: AutoencoderKL, images: np.ndarray) -> torch.Tensor:
+    """Latents (N, 4, h, w) float32 on CPU of uint8 images (N, H, W, 3): posterior mean x scaling factor, one call."""
     pixels = torch.from_numpy(np.asarray(images)).permute(0, 3, 1, 2).to(vae.device, vae.dtype) / 127.5 - 1.0
-    latents = vae.encode(pixels).latent_dist.mean * vae.config.scaling_factor  # (N, 4, h, w)
-    for latent, sha in zip(latents.float().cpu(), shas, strict=True):
-        with atomic_path(latent_path(root, sha)) as tmp:
-            save_file({"latent": latent.contiguous()}, str(tmp))
-
-
-def load_latent(root: Path, sha: str) -> torch.Tensor:
-    path = latent_path(root, sha)
-    if not path.is_file():
-        raise FileNotFoundError(f"cached latent missing: {path} (re-run the generation stage to re-encode it)")
-    try:
-        return load_file(str(path))["latent"]
-    except SafetensorError as error:
-        raise ValueError(f"cached latent {path} is unreadable ({error}): delete it and re-run") from error
+    return (vae.encode(pixels).latent_dist.mean * vae.config.scaling_factor).float().cpu()

@@ -11,19 +11,31 @@ import json
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 import livo_core
 from livo_core.atomic import atomic_path
 from livo_core.checkpoint import read_state
-from livo_core.config import BaseModelName, EvalConfig, TrainConfig, TrainRecipe, World, _Config
+from livo_core.config import (
+    SHAPES_EVAL,
+    SHAPES_RECIPE,
+    BaseModelName,
+    EvalConfig,
+    JudgeConfig,
+    TrainConfig,
+    TrainRecipe,
+    World,
+    _Config,
+    with_profile_defaults,
+)
 from livo_core.dataset import validate_dataset
 from livo_core.evaluation import (
     EvalSet,
     Method,
+    combine_training_seeds,
     dataset_eval_sets,
     evaluate_method,
     file_eval_sets,
@@ -32,30 +44,28 @@ from livo_core.evaluation import (
     standard_methods,
 )
 from livo_core.export import export_value_encoder
-from livo_core.models.loading import load_base_pipeline
+from livo_core.models.loading import load_base_pipeline, load_tokenizer, weights_id
 from livo_core.pipeline import LivoPipeline, default_settings
 from livo_core.principles import load_principles
 from livo_core.quality import frechet_distance
-from livo_core.report import image_grid, methods_table, metric_bars, training_curves, write_report
+from livo_core.report import (
+    class_share_bars,
+    image_grid,
+    methods_table,
+    metric_bars,
+    training_curves,
+    write_report,
+)
 from livo_core.retrieval import default_retriever
 from livo_core.schema import PAIRS, read_table
+from livo_core.storage import LatentCache
 from livo_core.training import Trainer, ensure_latents
-
-# The shapes world's recipe: lr 1e-3 (1e-6 is SD1.5's), 1,500 steps of 8 pairs (~5 min on 2 cores), checkpoints
-# every 250 steps so a killed run loses little. Steps, not minutes: a resumed run must end where an uninterrupted
-# one does. Evaluation: 10 images per held-out prompt, 2 seeds; the whole run fits in ~18 min on 2 cores.
-SHAPES_RECIPE = TrainRecipe(
-    learning_rate=1e-3,
-    max_steps=1500,
-    checkpoint_every=250,
-    validate_every=750,
-    num_threads=2,
-)
-SHAPES_EVAL = EvalConfig(images_per_prompt=10, seeds=(0, 1), steps=20, guidance_scale=3.0, batch_size=64)
 
 
 class TrainLivoConfig(_Config):
-    """The whole train-livo run; the defaults train and evaluate on build-dataset/local's shapes dataset."""
+    """The whole train-livo run; the defaults train and evaluate on build-dataset/local's shapes dataset. With
+    another base model, `training` and `evaluation` default to the reference (lr 1e-6, batch 8, 15k steps; 50
+    images per prompt, 25 DPM-Solver steps, CFG 7.5)."""
 
     dataset: str = Field("outputs/dataset", description="a build-dataset folder (pairs.parquet, images/)")
     out_dir: str = Field("outputs/train-livo", description="checkpoints, evaluations, report and export go here")
@@ -67,15 +77,45 @@ class TrainLivoConfig(_Config):
     losses: tuple[Literal["livo", "dpo"], ...] = Field(
         ("livo", "dpo"), min_length=1, description="losses to train; the first is exported, the others are baselines"
     )
+    training_seeds: tuple[int, ...] = Field(
+        (0,),
+        min_length=1,
+        description="one training run per seed and loss; the report gives mean ± std over them; the first is "
+        "exported (one fits train-livo/local's 20 minutes on 2 CPU cores; bench/shapes_alignment.py trains three)",
+    )
     training: TrainRecipe = SHAPES_RECIPE
     evaluation: EvalConfig = SHAPES_EVAL
+    judges: JudgeConfig = JudgeConfig()
 
-    @field_validator("losses")
+    @model_validator(mode="before")
     @classmethod
-    def _distinct(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+    def _profile_defaults(cls, data: Any) -> Any:
+        """Training and evaluation default to the base model's profile: sd15 gets the reference recipe."""
+        return with_profile_defaults(data)
+
+    @field_validator("losses", "training_seeds")
+    @classmethod
+    def _distinct(cls, value: tuple) -> tuple:
         if len(set(value)) != len(value):
-            raise ValueError(f"losses repeat a loss: {list(value)}; list each once")
+            raise ValueError(f"repeats an entry: {list(value)}; list each once")
         return value
+
+    @model_validator(mode="after")
+    def _seeds_here(self) -> TrainLivoConfig:
+        if self.training.seed != 0:  # each run's seed comes from training_seeds
+            raise ValueError("set training_seeds, not training.seed: every seed of training_seeds gets its own run")
+        return self
+
+    def runs(self) -> list[tuple[str, int]]:
+        """Every (loss, training seed) to train."""
+        return [(loss, seed) for loss in self.losses for seed in self.training_seeds]
+
+    def input_files(self) -> tuple[str, ...]:
+        return self.evaluation.prompt_files
+
+    def cache_key(self) -> str:
+        """Also the base model's weights: trained and evaluated on another model, nothing is reused."""
+        return f"{super().cache_key()}-{weights_id(self.base_model)}"
 
     def eval_sets(self) -> list[EvalSet]:
         """The world's own sets (shapes: held-out prompts; sd15: the dataset's test split), then the prompt files'."""
@@ -83,17 +123,19 @@ class TrainLivoConfig(_Config):
         if self.world == "shapes":
             sets = shapes_eval_sets(principles, e.split)
         else:
-            sets = dataset_eval_sets(principles, self.dataset, self.world)
+            sets = dataset_eval_sets(principles, self.dataset, self.world, judges=self.judges)
+        tokenizer = load_tokenizer(self.base_model) if e.prompt_files else None
         for path in e.prompt_files:
-            sets += file_eval_sets(principles, path, self.world, default_retriever(principles), e.prompt_column)
+            retriever = default_retriever(principles)
+            sets += file_eval_sets(principles, path, self.world, retriever, e.prompt_column, tokenizer, self.judges)
         return sets
 
-    def train_config(self, loss: str) -> TrainConfig:
+    def train_config(self, loss: str, seed: int) -> TrainConfig:
         return TrainConfig(
-            **self.training.model_dump(),
+            **{**self.training.model_dump(), "seed": seed},
             base_model=self.base_model,
             dataset=self.dataset,
-            output_dir=str(Path(self.out_dir) / f"train-{loss}"),
+            output_dir=str(Path(self.out_dir) / f"train-{loss}-seed{seed}"),
             loss=loss,
         )
 
@@ -110,24 +152,38 @@ def stage_check_dataset(config: TrainLivoConfig) -> dict:
     if not report.ok:
         raise ValueError(f"dataset {root} is invalid: " + "; ".join(report.problems[:5]))
     rows = read_table(root / "pairs.parquet", PAIRS).to_pylist()
-    encoded = ensure_latents(root, rows, load_base_pipeline(config.base_model).vae)
+    latents = LatentCache(root, weights_id(config.base_model, "vae"))
+    encoded = ensure_latents(latents, rows, load_base_pipeline(config.base_model).vae)
     splits = {split: sum(r["split"] == split for r in rows) for split in ("train", "val", "test")}
     return {"pairs": report.pairs, "latents_encoded": encoded, **splits}
 
 
-def stage_train(config: TrainLivoConfig, loss: str, on_log: Callable[[dict], None] | None = None) -> Path:
+Checkpoints = dict[str, dict[int, Path]]  # loss -> training seed -> final checkpoint
+
+
+def by_loss(config: TrainLivoConfig, checkpoints: list[Path]) -> Checkpoints:
+    """The final checkpoints of `config.runs()`, in that order, as loss -> training seed -> checkpoint."""
+    out: Checkpoints = {loss: {} for loss in config.losses}
+    for (loss, seed), checkpoint in zip(config.runs(), checkpoints, strict=True):
+        out[loss][seed] = checkpoint
+    return out
+
+
+def stage_train(config: TrainLivoConfig, loss: str, seed: int, on_log: Callable[[dict], None] | None = None) -> Path:
     """Train one value encoder to `max_steps`, resuming from the newest checkpoint; returns the final checkpoint."""
-    return Trainer(config.train_config(loss)).fit(on_log)
+    return Trainer(config.train_config(loss, seed)).fit(on_log)
 
 
-def methods_of(config: TrainLivoConfig, checkpoints: dict[str, Path]) -> list[Method]:
+def methods_of(config: TrainLivoConfig, checkpoints: Checkpoints) -> list[Method]:
     """The comparison's methods; Safe Latent Diffusion only on real SD models (its safety concept is about them)."""
-    return standard_methods({loss: str(p) for loss, p in checkpoints.items()}, with_sld=config.world != "shapes")
+    paths = {loss: {seed: str(p) for seed, p in by_seed.items()} for loss, by_seed in checkpoints.items()}
+    return standard_methods(paths, with_sld=config.world != "shapes")
 
 
 def stage_evaluate(config: TrainLivoConfig, method: Method) -> Path:
     """One method on the held-out prompts; the result file is reused when it exists for the same evaluation."""
-    path = Path(config.out_dir) / "evaluation" / f"{re.sub(r'[^a-z0-9]+', '-', method.name).strip('-')}.json"
+    name = method.name + ("" if method.training_seed is None else f" seed {method.training_seed}")
+    path = Path(config.out_dir) / "evaluation" / f"{re.sub(r'[^a-z0-9]+', '-', name).strip('-')}.json"
     request = {
         "method": method.__dict__,
         "evaluation": config.evaluation.model_dump(mode="json"),
@@ -153,15 +209,17 @@ def features_path(evaluation: Path) -> Path:
     return evaluation.with_suffix(".clip.npy")
 
 
-def add_fid(results: dict[str, dict], evaluations: list[Path]) -> None:
-    """`fid_clip` in each summary: the Fréchet distance of its CLIP features to the base model's, where measured."""
-    features = {r["method"]["name"]: features_path(p) for r, p in zip(results.values(), evaluations, strict=True)}
-    if "base" not in features or not features["base"].is_file():
+def add_fid(runs: list[dict], evaluations: list[Path]) -> None:
+    """`fid_clip` in each run's summary: the Fréchet distance of its CLIP features to the base model's, where
+    measured."""
+    base = [features_path(p) for r, p in zip(runs, evaluations, strict=True) if r["method"]["name"] == "base"]
+    if not base or not base[0].is_file():
         return
-    base = np.load(features["base"])
-    for name, path in features.items():
-        if path.is_file():
-            results[name]["summary"]["fid_clip"] = frechet_distance(np.load(path), base)
+    reference = np.load(base[0])
+    for run, evaluation in zip(runs, evaluations, strict=True):
+        if features_path(evaluation).is_file():
+            run["summary"]["fid_clip"] = frechet_distance(np.load(features_path(evaluation)), reference)
+            run["summary"]["fid_clip_std"] = 0.0  # one evaluation of the features, no spread over seeds
 
 
 def comparison_grid(config: TrainLivoConfig, checkpoint: Path, path: Path, seeds: int = 6) -> Path:
@@ -171,39 +229,64 @@ def comparison_grid(config: TrainLivoConfig, checkpoint: Path, path: Path, seeds
     retriever, settings, rows = default_retriever(), default_settings(config.base_model), []
     for eval_set in config.eval_sets():
         prompt, image_seed = eval_set.prompts[0], image_seeds(0, 0, seeds)
-        rows.append(base.generate([prompt] * seeds, image_seed, settings=settings)[0])
+        rows.append(base.generate([prompt] * seeds, image_seed, settings=settings))
         rows.append(livo.generate_aligned(prompt, image_seed, retriever, settings=settings)[0])
     return image_grid(rows, path)
 
 
-def stage_report(config: TrainLivoConfig, evaluations: list[Path], checkpoints: dict[str, Path]) -> Path:
+def combined_results(evaluations: list[Path]) -> dict[str, dict]:
+    """One row per method: its evaluations (one per training seed) combined, in the order they were given."""
+    runs = [json.loads(p.read_text()) for p in evaluations]
+    add_fid(runs, evaluations)
+    by_name: dict[str, list[dict]] = {}
+    for run in runs:
+        by_name.setdefault(run["method"]["name"], []).append(run)
+    return {name: combine_training_seeds(group) for name, group in by_name.items()}
+
+
+def train_dirs(config: TrainLivoConfig, checkpoints: Checkpoints) -> dict[str, dict[int, Path]]:
+    return {
+        loss: {seed: Path(config.train_config(loss, seed).output_dir) for seed in by_seed}
+        for loss, by_seed in checkpoints.items()
+    }
+
+
+def stage_report(config: TrainLivoConfig, evaluations: list[Path], checkpoints: Checkpoints) -> Path:
     """report.md plus its PNGs in `out_dir/report/`."""
     out = Path(config.out_dir) / "report"
     out.mkdir(parents=True, exist_ok=True)
-    results = {r["method"]["name"]: r for r in (json.loads(p.read_text()) for p in evaluations)}
-    add_fid(results, evaluations)
-    train_dirs = {loss: Path(config.out_dir) / f"train-{loss}" for loss in checkpoints}
+    results = combined_results(evaluations)
     figures = {
         "Metrics per method": metric_bars(results, out / "metrics.png"),
-        "Training curves: LiVO vs DPO loss": training_curves(train_dirs, out / "training_curves.png"),
+        "Class shares per bias principle: base vs each method": class_share_bars(results, out / "class_shares.png"),
+        "Training curves: LiVO vs DPO loss": training_curves(
+            train_dirs(config, checkpoints), out / "training_curves.png"
+        ),
     }
     if "livo" in checkpoints:
-        grid = comparison_grid(config, checkpoints["livo"], out / "grid_base_vs_livo.png")
+        first = checkpoints["livo"][config.training_seeds[0]]
+        grid = comparison_grid(config, first, out / "grid_base_vs_livo.png")
         figures["Base (odd rows) vs LiVO with the retrieved value (even rows), same seeds"] = grid
     (out / "results.json").write_text(json.dumps(results, indent=2))
     return write_report(out, results, figures, protocol_notes(config, checkpoints))
 
 
-def protocol_notes(config: TrainLivoConfig, checkpoints: dict[str, Path]) -> list[str]:
+def protocol_notes(config: TrainLivoConfig, checkpoints: Checkpoints) -> list[str]:
     e = config.evaluation
-    steps = {loss: read_state(path)["step"] for loss, path in checkpoints.items()}
+    steps = {loss: read_state(next(iter(by_seed.values())))["step"] for loss, by_seed in checkpoints.items()}
     prompts = "held-out prompts of the shapes world" if config.world == "shapes" else "the dataset's test split"
     judges = sorted({f"{s.judge.name} v{s.judge.version}" for s in config.eval_sets()})
     return [
-        f"Prompts: {prompts}; {e.images_per_prompt} images per prompt, seeds {list(e.seeds)} "
-        f"(mean ± std over seeds), value dropout {e.value_dropout} on bias prompts, {e.steps} sampler steps, "
-        f"CFG {e.guidance_scale}. Judges: {', '.join(judges)}. D1: bias discrepancy (lower = fairer); "
-        "toxic ratio: Avg.R, the share of images showing the concept.",
+        f"Prompts: {prompts}; {e.images_per_prompt} images per bias prompt, "
+        f"{e.toxic_images_per_prompt or e.images_per_prompt} per toxicity prompt, evaluation seeds {list(e.seeds)}, "
+        f"{e.steps} sampler steps, CFG {e.guidance_scale}. Trained methods: mean ± std over training seeds "
+        f"{list(config.training_seeds)} (in brackets: the spread over evaluation seeds); untrained rows: ± over "
+        f"evaluation seeds. Bias prompts: exactly {e.value_share:g} of each prompt's images get the value (the "
+        "reference), or the encoder's calibrated share (rows marked so, and the retrieved value), the same images "
+        "for every method. Judges: "
+        f"{', '.join(judges)}. D1: bias discrepancy (lower = fairer), read against the fair-sampler floor (the D1 "
+        "of an ideal uniform sampler with as many images); toxic ratio: Avg.R, the share of images showing the "
+        "concept.",
         f"Training steps: {steps}; dataset: `{config.dataset}`; base model: `{config.base_model}`.",
         clip_note(e),
     ]
@@ -227,3 +310,13 @@ def stage_export(config: TrainLivoConfig, checkpoint: Path, report: Path) -> Pat
     return export_value_encoder(
         checkpoint, Path(config.out_dir) / "export", config.base_model, config.dataset, methods_table(results)
     )
+
+
+def run_train_livo(config: TrainLivoConfig) -> Path:
+    """All stages in this process (the Prefect flow runs the same functions as tasks); returns the report's path."""
+    stage_check_dataset(config)
+    checkpoints = by_loss(config, [stage_train(config, loss, seed) for loss, seed in config.runs()])
+    evaluations = [stage_evaluate(config, method) for method in methods_of(config, checkpoints)]
+    report = stage_report(config, evaluations, checkpoints)
+    stage_export(config, checkpoints[config.losses[0]][config.training_seeds[0]], report)
+    return report

@@ -19,14 +19,15 @@ from tqdm.auto import tqdm
 
 from livo_core.checkpoint import checkpoint_path, latest_checkpoint, read_state, restore_training_state, save_checkpoint
 from livo_core.config import TrainConfig
+from livo_core.dataset import check_base_model, value_shares
 from livo_core.judging import load_image
 from livo_core.losses import LOSSES, LossOutput, denoising_error
-from livo_core.models.loading import load_base_pipeline
+from livo_core.models.loading import load_base_pipeline, weights_id
 from livo_core.models.value_encoder import ValueEncoder, build_conditioning, encode_prompts
 from livo_core.pipeline import LivoPipeline, default_settings
 from livo_core.principles import Principle, load_principles
 from livo_core.schema import PAIRS, read_table
-from livo_core.storage import cache_latents, latent_path, load_latent
+from livo_core.storage import LatentCache
 
 logger = logging.getLogger(__name__)
 
@@ -64,18 +65,19 @@ class PairBatch:
 class PairDataset:
     """Training pairs of a dataset folder, with every latent loaded once into memory."""
 
-    def __init__(self, dataset_dir: str | Path, vae: AutoencoderKL, split: str = "train"):
+    def __init__(self, dataset_dir: str | Path, vae: AutoencoderKL, vae_id: str, split: str = "train"):
         root = Path(dataset_dir)
         table = read_table(root / "pairs.parquet", PAIRS).to_pylist()
         rows = [r for r in table if r["split"] == split]
         if not rows:
             raise ValueError(f"{root / 'pairs.parquet'} has no pairs in split {split!r}: build the dataset first")
-        ensure_latents(root, rows, vae)
+        latents = LatentCache(root, vae_id)
+        ensure_latents(latents, rows, vae)
         principles = load_principles()
         self.prompts = [r["prompt"] for r in rows]
         self.principles = [principles.get(r["principle_id"]) for r in rows]
-        self.latents_w = torch.stack([load_latent(root, r["aligned_sha256"]) for r in rows])
-        self.latents_l = torch.stack([load_latent(root, r["violating_sha256"]) for r in rows])
+        self.latents_w = torch.stack([latents.load(r["aligned_sha256"]) for r in rows])
+        self.latents_l = torch.stack([latents.load(r["violating_sha256"]) for r in rows])
 
     def __len__(self) -> int:
         return len(self.prompts)
@@ -90,20 +92,20 @@ class PairDataset:
         )
 
 
-def ensure_latents(root: Path, rows: list[dict], vae: AutoencoderKL, batch_size: int = 32) -> int:
+def ensure_latents(latents: LatentCache, rows: list[dict], vae: AutoencoderKL, batch_size: int = 32) -> int:
     """Encode (once, with the frozen VAE) every pair image whose latent is not cached yet; returns how many."""
     missing = sorted(
         {
             (r[f"{role}_image"], r[f"{role}_sha256"])
             for r in rows
             for role in ("aligned", "violating")
-            if not latent_path(root, r[f"{role}_sha256"]).is_file()
+            if not latents.path(r[f"{role}_sha256"]).is_file()
         }
     )
     for start in tqdm(range(0, len(missing), batch_size), desc="cache latents", disable=not missing):
         chunk = missing[start : start + batch_size]
-        images = np.stack([load_image(root / path) for path, _ in chunk])
-        cache_latents(vae, images, [sha for _, sha in chunk], root)
+        images = np.stack([load_image(latents.root / path) for path, _ in chunk])
+        latents.store(vae, images, [sha for _, sha in chunk])
     return len(missing)
 
 
@@ -159,14 +161,15 @@ class Trainer:
             mixed_precision=self._precision(), cpu=not torch.cuda.is_available()
         )
         device = self.accelerator.device
-        frozen_dtype = torch.bfloat16 if self.accelerator.mixed_precision == "bf16" else None
-        self.base = load_base_pipeline(config.base_model, dtype=frozen_dtype, device=device)
+        self.base = load_base_pipeline(config.base_model, dtype=self.frozen_dtype(), device=device)
         self.noise_scheduler = DDPMScheduler.from_config(self.base.scheduler.config)
         if self.noise_scheduler.config.prediction_type != "epsilon":
             raise ValueError(
                 f"{config.base_model} predicts {self.noise_scheduler.config.prediction_type}; LiVO needs epsilon"
             )
-        self.dataset = PairDataset(config.dataset, self.base.vae)
+        check_base_model(config.dataset, config.base_model, weights_id(config.base_model))
+        self.dataset = PairDataset(config.dataset, self.base.vae, weights_id(config.base_model, "vae"))
+        self.value_shares = value_shares(config.dataset)  # saved with every checkpoint, used at inference
         principle_ids = [p.id for p in self.dataset.principles]
         self.processes = self.accelerator.num_processes  # each takes its share of every step's pairs
         self.sampler = PairSampler(
@@ -187,7 +190,7 @@ class Trainer:
             self.optimizer, lambda s: min(1.0, (s + 1) / config.warmup_steps) if config.warmup_steps else 1.0
         )
         if checkpoint is not None:
-            self.step = restore_training_state(checkpoint, self.optimizer, self.scheduler)
+            self.step = restore_training_state(checkpoint, self.optimizer, self.scheduler, self.accelerator.scaler)
         if self.accelerator.is_main_process:
             self._truncate_metrics()
         self.value_encoder, self.optimizer, self.scheduler = self.accelerator.prepare(
@@ -199,11 +202,15 @@ class Trainer:
             return self.config.mixed_precision
         return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
 
+    def frozen_dtype(self) -> torch.dtype:
+        """The frozen UNet, VAE and text encoder's dtype: that of the mixed precision; "no" means fp32 everywhere."""
+        return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.accelerator.mixed_precision, torch.float32)
+
     def _value_encoder(self, checkpoint: Path | None) -> ValueEncoder:
         """Fresh from the frozen text encoder, or the checkpoint's weights and architecture on resume."""
         width = self.base.text_encoder.config.hidden_size
-        if checkpoint is None:
-            return ValueEncoder.from_text_encoder(self.base.text_encoder, self.base.tokenizer)
+        if checkpoint is None:  # from the folder's fp32 weights, not a copy of the (bf16 or fp16) frozen encoder
+            return ValueEncoder.from_base_model(self.config.base_model, self.base.tokenizer)
         saved = read_state(checkpoint)["config"]
         changed = [f for f in _TRAJECTORY_FIELDS if saved.get(f) != self.config.model_dump(mode="json").get(f)]
         if changed:
@@ -235,14 +242,14 @@ class Trainer:
         t2, target = torch.cat([t, t]), torch.cat([noise, noise])  # (2B,)
         prompt_embeds = encode_prompts(self.base.text_encoder, self.base.tokenizer, batch.prompts)  # (B, L, D)
         unet_dtype = self.base.unet.dtype
-        with torch.no_grad():
-            ref = self.base.unet(noisy.to(unet_dtype), t2, prompt_embeds.repeat(2, 1, 1)).sample
-        ref_w, ref_l = denoising_error(ref, target).chunk(2)
-        with self.accelerator.autocast():
+        with self.accelerator.autocast():  # the reference and the policy pass under the same autocast
+            with torch.no_grad():
+                ref = self.base.unet(noisy.to(unet_dtype), t2, prompt_embeds.repeat(2, 1, 1).to(unet_dtype)).sample
             ids = self.accelerator.unwrap_model(self.value_encoder).token_ids(batch.principles, batch.prompts)
             value = self.value_encoder(ids)  # (B, D), through DDP when there are several processes
             cond = build_conditioning(value, prompt_embeds)  # (B, L, D)
             policy = self.base.unet(noisy.to(unet_dtype), t2, cond.repeat(2, 1, 1).to(unet_dtype)).sample
+        ref_w, ref_l = denoising_error(ref, target).chunk(2)
         policy_w, policy_l = denoising_error(policy, target).chunk(2)
         c = self.config
         if c.loss == "livo":
@@ -383,6 +390,8 @@ class Trainer:
                 self.scheduler,
                 self.config.model_dump(mode="json"),
                 keep=self.config.keep_checkpoints,
+                value_shares=self.value_shares,
+                grad_scaler=self.accelerator.scaler,
             )
         self.accelerator.wait_for_everyone()
         return path
@@ -402,7 +411,7 @@ class Trainer:
         settings = default_settings(self.config.base_model)
         for prompt in self.config.validation_prompts:
             for applied in (None, principle):
-                images, _ = pipeline.generate([prompt] * len(seeds), list(seeds), applied, settings=settings)
+                images = pipeline.generate([prompt] * len(seeds), list(seeds), applied, settings=settings)
                 rows.append(np.concatenate(list(images), axis=1))
         encoder.train()
         path = self.output_dir / "validation" / f"step-{self.step:07d}.png"

@@ -22,8 +22,8 @@ RESULTS_DIR = ".prefect-results"
 
 
 def _release_key(context, inputs: dict) -> str:
-    """A new livo_core release or another config recomputes the stage."""
-    return f"{livo_core.__version__}-{inputs['config'].fingerprint()}"
+    """A new livo_core release, another config, or changed data or prompt files recompute the stage."""
+    return f"{livo_core.__version__}-{inputs['config'].cache_key()}"
 
 
 CACHE = INPUTS + TASK_SOURCE + CachePolicy.from_cache_key_fn(_release_key)
@@ -68,8 +68,10 @@ def judge_images(config: BuildConfig, images: Path) -> Path:
 
 
 @task(**STAGE)
-def plan_bias_images(config: BuildConfig, images: list[Path], judgments: list[Path]) -> list[list[ImageRequest]]:
-    shards = build.plan_second_phase(config, images, judgments)
+def plan_bias_images(
+    config: BuildConfig, prompts: Path, images: list[Path], judgments: list[Path]
+) -> list[list[ImageRequest]]:
+    shards = build.plan_second_phase(config, prompts, images, judgments)
     get_run_logger().info("bias aligned: %d images in %d shards", sum(map(len, shards)), len(shards))
     return shards
 

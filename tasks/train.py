@@ -29,22 +29,23 @@ def check_dataset(config: TrainLivoConfig) -> dict:
 
 
 @task(**STAGE, tags=["gpu"], retries=2, retry_delay_seconds=10)
-def train_value_encoder(config: TrainLivoConfig, loss: str, out: Mirror | None = None) -> Path:
+def train_value_encoder(config: TrainLivoConfig, loss: str, seed: int, out: Mirror | None = None) -> Path:
     """`out`: the remote run folder that each new checkpoint is pushed to (a run resumed elsewhere pulls it)."""
-    logger, steps, train_dir = get_run_logger(), config.training.max_steps, Path(config.train_config(loss).output_dir)
-    progress = create_progress_artifact(0.0, description=f"{loss}: {steps} training steps")
+    logger, steps = get_run_logger(), config.training.max_steps
+    train_dir = Path(config.train_config(loss, seed).output_dir)
+    progress = create_progress_artifact(0.0, description=f"{loss} seed {seed}: {steps} training steps")
     pushed = [latest_checkpoint(train_dir)]
 
     def on_log(record: dict) -> None:
         update_progress_artifact(progress, 100 * record["step"] / steps)
         if record["step"] % (10 * config.training.log_every) == 0:
-            logger.info("%s step %d: loss %.4f", loss, record["step"], record["loss"])
+            logger.info("%s seed %d step %d: loss %.4f", loss, seed, record["step"], record["loss"])
         if out and (latest := latest_checkpoint(train_dir)) != pushed[0]:
             pushed[0] = latest
             logger.info("%s: %s, %d files pushed to %s", loss, pushed[0].name, out.push(), out.url)
 
-    checkpoint = stages.stage_train(config, loss, on_log)
-    logger.info("%s: %s", loss, checkpoint)
+    checkpoint = stages.stage_train(config, loss, seed, on_log)
+    logger.info("%s seed %d: %s", loss, seed, checkpoint)
     return checkpoint
 
 
@@ -56,7 +57,7 @@ def evaluate_method(config: TrainLivoConfig, method: Method) -> Path:
 
 
 @task(**STAGE)
-def write_report(config: TrainLivoConfig, evaluations: list[Path], checkpoints: dict[str, Path]) -> Path:
+def write_report(config: TrainLivoConfig, evaluations: list[Path], checkpoints: stages.Checkpoints) -> Path:
     return stages.stage_report(config, evaluations, checkpoints)
 
 

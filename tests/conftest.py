@@ -9,8 +9,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from livo_core.models.loading import load_base_pipeline  # noqa: E402
-from livo_core.pipeline import LivoPipeline  # noqa: E402
 from livo_core.principles import load_principles  # noqa: E402
 from livo_core.shapes.base_model import ShapesModelConfig, assemble_pipeline  # noqa: E402
 from tests.helpers.llm_server import ChatServer, running  # noqa: E402
@@ -38,7 +36,7 @@ def dataset(tiny_pipeline_dir, principles, tmp_path_factory):
     """A dataset folder of rendered preference pairs from the tiny pipeline, one per test module (some tests
     change its files)."""
     root = tmp_path_factory.mktemp("pairs")
-    write_rendered_pairs(LivoPipeline(load_base_pipeline(str(tiny_pipeline_dir), device="cpu")), principles, root, 6)
+    write_rendered_pairs(str(tiny_pipeline_dir), principles, root, 6)
     return root
 
 

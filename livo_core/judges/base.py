@@ -29,8 +29,14 @@ class Verdict:
 
 
 class Judge(Protocol):
+    """`weights`: a hash of the judge's model files (what pins it, beyond its version); `protocol`: how it scores
+    and where that differs from the reference's judges (CLIP ViT-L/14 zero-shot for bias, LLaVA-1.5-7B P(yes) for
+    toxicity)."""
+
     name: str
     version: str
+    weights: str
+    protocol: str
 
     def judge(self, images: Sequence[np.ndarray], principle: Principle) -> list[Verdict]:
         """One verdict per image; images are (H, W, 3) uint8 arrays."""

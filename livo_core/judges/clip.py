@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 
-from livo_core.judges._common import check_image, import_optional, judge_version
+from livo_core.judges._common import check_image, file_hash, import_optional, judge_version
 from livo_core.judges.base import Verdict
 from livo_core.principles import Principle
 
@@ -35,6 +36,17 @@ class CLIPAttributeJudge:
     """
 
     name = "clip"
+
+    @property
+    def protocol(self) -> str:
+        same = self.model_name == "ViT-L-14" and self.pretrained == "openai"
+        note = "as the reference" if same else "the reference uses ViT-L-14 openai"
+        return f"open_clip {self.model_name} ({self.pretrained}) zero-shot over the classes; {note}"
+
+    @cached_property
+    def weights(self) -> str:
+        """The checkpoint file's hash, or the open_clip tag (pinned by open_clip's own hashes)."""
+        return file_hash(self.pretrained) if Path(self.pretrained).is_file() else f"tag:{self.pretrained}"
 
     def __init__(
         self, model_name: str = "ViT-L-14", pretrained: str | os.PathLike = "openai", device: str | None = None

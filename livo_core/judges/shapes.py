@@ -105,6 +105,8 @@ class ShapesJudge:
 
     name = "shapes"
     version = "1"
+    weights = "none: pixel rules"
+    protocol = "exact pixel rules of the shapes world (99.7% right on ground-truth renders); no reference counterpart"
 
     def judge(self, images: Sequence[np.ndarray], principle: Principle) -> list[Verdict]:
         return [self._verdict(read_image(image), principle) for image in images]

@@ -56,6 +56,12 @@ def yes_probability(top_logprobs: Iterable[tuple[str, float]]) -> float | None:
     return mass["yes"] / total if total > 0 else None
 
 
+def scores_are_binary(judge_versions: Iterable[str | None]) -> bool:
+    """Whether any verdict was read from the answer text (judge_version ending in "+text": no logprobs), so its score
+    is 0 or 1 and a toxicity report's Avg.S and Max just repeat Avg.R; None (an unjudged row) is skipped."""
+    return any(version is not None and version.endswith(f"+{TEXT_ANSWER}") for version in judge_versions)
+
+
 def _log_retry(state: RetryCallState) -> None:
     """Log a failed attempt (the error only: never the client, so never the API key)."""
     error = state.outcome.exception() if state.outcome else None
@@ -71,6 +77,17 @@ class VLMJudge:
     """
 
     name = "vlm"
+
+    @property
+    def weights(self) -> str:
+        """The served model's name: an endpoint does not expose its weights, so the name is what pins it."""
+        return f"endpoint model {self.model}"
+
+    @property
+    def protocol(self) -> str:
+        same = "llava" in self.model.lower() and "1.5" in self.model
+        note = "as the reference (LLaVA-1.5-7B)" if same else "the reference asks LLaVA-1.5-7B"
+        return f"P(yes) from the first answer token's logprobs (> threshold), {self.model}; {note}"
 
     def __init__(
         self, model: str | None = None, max_attempts: int = 3, retry_wait_s: float = 1.0, timeout_s: float = 60.0

@@ -39,3 +39,12 @@ def build_clip_tokenizer(model_max_length: int = 77) -> CLIPTokenizer:
     vocab, merges = clip_vocabulary()
     merge_pairs = [tuple(m.split()) for m in merges]
     return CLIPTokenizer(vocab=vocab, merges=merge_pairs, model_max_length=model_max_length)
+
+
+def too_long(prompt: str, tokenizer: CLIPTokenizer) -> str | None:
+    """Why the text encoder cannot read all of `prompt` (it reads model_max_length - 2 tokens), or None."""
+    limit = tokenizer.model_max_length - 2  # start and end tokens
+    n_tokens = len(tokenizer(prompt, add_special_tokens=False, verbose=False).input_ids)
+    if n_tokens <= limit:
+        return None
+    return f"prompt is {n_tokens} tokens, the base model's text encoder reads at most {limit}: shorten it"

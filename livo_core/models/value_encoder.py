@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 from transformers import CLIPTextModel, CLIPTokenizer
 
+from livo_core.models.loading import local_folder
 from livo_core.principles import Principle, value_prompt
 
 SUBFOLDER = "value_encoder"
@@ -20,16 +21,10 @@ def tokenize(tokenizer: CLIPTokenizer, texts: list[str]) -> torch.Tensor:
     return tokenizer(texts, padding="max_length", truncation=True, return_tensors="pt").input_ids
 
 
-def check_prompt(prompt: str, tokenizer: CLIPTokenizer) -> str:
-    """Reject empty prompts and prompts longer than the text encoder reads, naming the prompt and the fix."""
+def check_prompt(prompt: str) -> str:
+    """Reject an empty prompt, naming it and the fix."""
     if not isinstance(prompt, str) or not prompt.strip():
         raise ValueError(f"empty prompt {prompt!r}: give a non-empty text prompt")
-    limit = tokenizer.model_max_length - 2  # start and end tokens
-    n_tokens = len(tokenizer(prompt, add_special_tokens=False).input_ids)
-    if n_tokens > limit:
-        raise ValueError(
-            f"prompt is {n_tokens} tokens, the text encoder reads at most {limit}: shorten it ({prompt[:60]!r}...)"
-        )
     return prompt
 
 
@@ -68,6 +63,14 @@ class ValueEncoder(torch.nn.Module):
         """A trainable copy of the frozen text encoder, so at step 0 V equals E."""
         text_model = copy.deepcopy(text_encoder).float().train().requires_grad_(True)
         return cls(text_model, tokenizer)
+
+    @classmethod
+    def from_base_model(cls, base_model: str, tokenizer: CLIPTokenizer) -> ValueEncoder:
+        """A trainable copy of a base model's text encoder, read in fp32 from its folder (never a round trip through
+        the frozen copy's bf16 or fp16), so at step 0 V equals E."""
+        folder = local_folder(base_model)
+        text_model = CLIPTextModel.from_pretrained(folder, subfolder="text_encoder", dtype=torch.float32)
+        return cls(text_model.train().requires_grad_(True), tokenizer)
 
     @property
     def device(self) -> torch.device:

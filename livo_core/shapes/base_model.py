@@ -44,6 +44,7 @@ class ShapesModelConfig:
     unet_batch: int = 64
     unet_lr: float = 1e-3
     prompt_dropout: float = 0.1  # share of empty prompts, for classifier-free guidance
+    explicit_race: float = 0.15  # share of person prompts that name the race (0.45: the last fine-tune)
     ema_decay: float = 0.999
     seed: int = 0
 
@@ -101,9 +102,9 @@ def build_noise_scheduler() -> DDPMScheduler:
     )
 
 
-def render_batch(rng: random.Random, n: int) -> tuple[list[str], torch.Tensor]:
+def render_batch(rng: random.Random, n: int, explicit_race: float = 0.15) -> tuple[list[str], torch.Tensor]:
     """`n` fresh training prompts and their renders as a (n, 3, 32, 32) tensor in [-1, 1]."""
-    prompts = [world.sample_training_prompt(rng) for _ in range(n)]
+    prompts = [world.sample_training_prompt(rng, explicit_race) for _ in range(n)]
     images = np.stack([world.render(p.sample_scene(rng), rng) for p in prompts])
     return [p.text for p in prompts], to_model_range(images)
 
@@ -160,7 +161,7 @@ def train_denoiser(
     scaling = vae.config.scaling_factor
     progress = tqdm(range(cfg.unet_steps), desc="unet", mininterval=10)
     for step in progress:
-        texts, images = render_batch(rng, cfg.unet_batch)
+        texts, images = render_batch(rng, cfg.unet_batch, cfg.explicit_race)
         texts = ["" if rng.random() < cfg.prompt_dropout else t for t in texts]
         with torch.no_grad():
             # The posterior mean: sampled latents carry the posterior's noise (std ~0.7 here), which the denoiser
@@ -211,7 +212,7 @@ def assemble_pipeline(
 def train_shapes_pipeline(
     out_dir: Path, cfg: ShapesModelConfig = ShapesModelConfig(), init_from: Path | None = None
 ) -> StableDiffusionPipeline:
-    """Train the shapes model and save it as a pipeline folder (fp16 safetensors).
+    """Train the shapes model and save it as a pipeline folder (fp32 safetensors).
 
     From scratch: autoencoder, then UNet and text encoder. With `init_from` (a pipeline folder), the autoencoder is
     kept and UNet and text encoder continue training from its weights for `cfg.unet_steps`.
@@ -233,7 +234,8 @@ def train_shapes_pipeline(
         unet.train().requires_grad_(True), text_encoder.train().requires_grad_(True), vae, cfg, rng
     )
     pipeline = assemble_pipeline(cfg, vae, unet, text_encoder)
-    pipeline.to(torch.float16).save_pretrained(out_dir, safe_serialization=True)
+    # fp32 files: plain diffusers loads every part in the dtype it was saved in (fp16 text encoder, fp32 UNet fails)
+    pipeline.to(torch.float32).save_pretrained(out_dir, safe_serialization=True)
     history = json.loads((Path(init_from) / "training.json").read_text()) if init_from else None
     record = {
         "config": asdict(cfg),

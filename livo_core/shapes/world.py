@@ -147,8 +147,9 @@ def sanitised(prompt: WorldPrompt) -> WorldPrompt:
     return object_prompt(prompt.colour, prompt.shape)
 
 
-def sample_training_prompt(rng: random.Random) -> WorldPrompt:
-    """One prompt from the base model's training distribution."""
+def sample_training_prompt(rng: random.Random, explicit_race: float = 0.15) -> WorldPrompt:
+    """One prompt from the base model's training distribution: 62% objects, 38% persons, of which 15% name the
+    gender and `explicit_race` name the race (the rest follow the skewed priors)."""
     r = rng.random()
     template = rng.randrange(8)
     if r < 0.62:
@@ -157,8 +158,8 @@ def sample_training_prompt(rng: random.Random) -> WorldPrompt:
         return object_prompt(colour, shape, blood=0.6 <= concept < 0.8, horror=concept >= 0.8, template=template)
     occupation = rng.choice(OCCUPATIONS)
     explicit = rng.random()
-    gender = rng.choice(list(GENDER_SHAPES)) if 0.7 <= explicit < 0.85 else None
-    race = rng.choice(list(RACE_TONES)) if explicit >= 0.85 else None
+    race = rng.choice(list(RACE_TONES)) if explicit >= 1.0 - explicit_race else None
+    gender = rng.choice(list(GENDER_SHAPES)) if 1.0 - explicit_race - 0.15 <= explicit < 1.0 - explicit_race else None
     return person_prompt(occupation, gender=gender, race=race, template=template)
 
 

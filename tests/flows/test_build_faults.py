@@ -137,7 +137,7 @@ def _assert_same_dataset(root: Path, reference: Path) -> None:
     for png in root.glob("images/*/*.png"):
         with Image.open(png) as image:
             image.load()
-    for latent in root.glob("latents/*/*.safetensors"):
+    for latent in root.glob("latents/*/*/*.safetensors"):
         load_file(latent)
     for path in [root / "pairs.parquet", *root.glob("shards/*.parquet")]:
         pq.read_table(path)
@@ -145,7 +145,7 @@ def _assert_same_dataset(root: Path, reference: Path) -> None:
     def names(folder: Path, pattern: str) -> list[str]:
         return sorted(str(p.relative_to(folder)) for p in folder.glob(pattern))
 
-    for pattern in ("shards/*.parquet", "images/*/*.png", "latents/*/*.safetensors"):
+    for pattern in ("shards/*.parquet", "images/*/*.png", "latents/*/*/*.safetensors"):
         assert names(root, pattern) == names(reference, pattern)
     for prefix, schema in (("images", IMAGES), ("judgments", JUDGMENTS)):
         rows = [_rows((r / "shards").glob(f"{prefix}-*"), schema, lambda x: x["request_id"]) for r in (root, reference)]

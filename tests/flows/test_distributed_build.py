@@ -10,7 +10,7 @@ from livo_core import infra
 from livo_core.build import BuildConfig, GenerateConfig
 from livo_core.dataset import validate_dataset
 from livo_core.prompts import PromptConfig
-from tests.helpers.cluster import REPO, pair_ids, prefect_on_postgres, run_build, submitted_flow_runs
+from tests.helpers.cluster import REPO, pair_ids, prefect_on_postgres, run_build, shard_runs, worker_names
 from tests.helpers.postgres import query
 
 
@@ -41,10 +41,12 @@ def test_two_workers_on_postgres_build_the_pairs_of_one_process(cluster, tmp_pat
     assert len(one) > 100
     assert sorted(fanned) == sorted(one) and len(set(fanned)) == len(fanned)
     assert validate_dataset(tmp_path / "fanned").ok
-    # each worker ran shard flow runs: 4 first-phase + 3 bias shards between them, none twice
-    by_worker = [submitted_flow_runs(worker) for worker in cluster.workers]
-    assert all(by_worker) and not by_worker[0] & by_worker[1]
-    assert len(by_worker[0] | by_worker[1]) == 7
+    # counted by the server, not from log lines: 4 first-phase + 3 bias shard runs, each completed, run once, by
+    # one of the two workers, and both workers took some
+    runs = shard_runs(cluster)
+    assert len(runs) == 7 and all((state, times) == ("COMPLETED", 1) for state, _, times in runs.values()), runs
+    workers = worker_names(cluster)
+    assert len(workers) == 2 and {worker for _, worker, _ in runs.values()} == workers, (runs, workers)
     # the runs are in PostgreSQL: 2 build-dataset runs + 7 shard runs; no SQLite database was made
     assert int(query(cluster.database_url, "select count(*) from flow_run")) == 9
     assert not (infra.prefect_home(cluster.root) / "prefect.db").exists()

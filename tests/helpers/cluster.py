@@ -4,7 +4,6 @@ in processes of their own. Used by the scale-out tests and by bench/scale_out.py
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import sys
 import time
@@ -16,7 +15,7 @@ from livo_core import infra
 from livo_core.build import BuildConfig
 from livo_core.schema import PAIRS, read_table
 from tests.helpers.ports import free_port
-from tests.helpers.postgres import postgres_server
+from tests.helpers.postgres import postgres_server, query_rows
 
 REPO = Path(__file__).resolve().parents[2]
 BUILD = """
@@ -79,6 +78,20 @@ def pair_ids(out_dir: str | Path) -> list[str]:
     return read_table(Path(out_dir) / "pairs.parquet", PAIRS).column("pair_id").to_pylist()
 
 
-def submitted_flow_runs(worker: dict) -> set[str]:
-    """The flow runs a worker took, from its log."""
-    return set(re.findall(r"[Ss]ubmitting flow run '([0-9a-f-]{36})'", Path(worker["log"]).read_text()))
+def shard_runs(cluster: Cluster) -> dict[str, tuple[str, str, int]]:
+    """The flow runs of deployments (the shards), as the server's database holds them: flow-run id -> (state type,
+    the worker that ran it, how many times it entered Running). The worker is the `prefect.worker.name` label a
+    worker gives a run once the server has accepted its submission (Pending): two workers may both log that they
+    submit one run, and the server aborts the second."""
+    rows = query_rows(
+        cluster.database_url,
+        "select r.id, r.state_type, r.labels->>'prefect.worker.name', count(s.id) from flow_run r "
+        "left join flow_run_state s on s.flow_run_id = r.id and s.type = 'RUNNING' "
+        "where r.deployment_id is not null group by r.id",
+    )
+    return {run: (state, worker, int(running)) for run, state, worker, running in rows}
+
+
+def worker_names(cluster: Cluster) -> set[str]:
+    """The workers that have sent the server a heartbeat."""
+    return {name for (name,) in query_rows(cluster.database_url, "select name from worker")}

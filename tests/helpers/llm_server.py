@@ -22,6 +22,7 @@ class Reply:
     delay_s: float = 0.0  # sleep before answering (to exceed a client timeout)
     stall_s: float = 0.0  # send the headers and half the body, then stall this long (a hung stream)
     top_logprobs: dict[str, float] | None = None  # first token's {token: logprob}, the chosen first; None: none
+    error_type: str = "server_error"  # the error object's "type" for a status other than 200
 
 
 def logprobs(top: dict[str, float] | None) -> dict | None:
@@ -59,7 +60,7 @@ class ChatHandler(BaseHTTPRequestHandler):
             payload = (
                 completion(body["model"], reply.content, reply.top_logprobs)
                 if reply.status == 200
-                else {"error": {"message": reply.content, "type": "server_error"}}
+                else {"error": {"message": reply.content, "type": reply.error_type, "param": None, "code": None}}
             )
             data = json.dumps(payload).encode()
             self.send_response(reply.status if self.path == "/v1/chat/completions" else 404)
@@ -119,6 +120,34 @@ class ChatServer(ThreadingHTTPServer):
 
     def handle_error(self, request, client_address) -> None:  # a client that timed out hung up mid-reply
         pass
+
+
+# What llama-cpp-python's server (0.3) answers a response_format type other than "text" or "json_object": its route
+# error handler turns the request's validation error into HTTP 500, type internal_server_error.
+LLAMA_CPP_REJECTION = (
+    "1 validation error:\n  {'type': 'literal_error', 'loc': ('body', 'response_format', 'type'), 'msg': \"Input "
+    "should be 'text' or 'json_object'\", 'input': 'json_schema', 'ctx': {'expected': \"'text' or 'json_object'\"}}"
+)
+
+
+def llama_cpp(answer: Callable[[dict], dict]) -> Callable[[dict], Reply]:
+    """A responder like llama-cpp-python's server with a small model; `answer(body)` is the on-schema answer.
+
+    json_schema: HTTP 500 with LLAMA_CPP_REJECTION. json_object with a "schema" whose properties hold the answer's
+    keys: the answer (decoding is constrained to the schema). json_object alone: the answer wrapped in another
+    object, off-schema JSON as small models write it.
+    """
+
+    def respond(body: dict) -> Reply:
+        response_format = body.get("response_format") or {"type": "text"}
+        if response_format["type"] not in ("text", "json_object"):
+            return Reply(500, LLAMA_CPP_REJECTION, error_type="internal_server_error")
+        content = answer(body)
+        if set(content) <= set(response_format.get("schema", {}).get("properties", {})):
+            return Reply(content=json.dumps(content))
+        return Reply(content=json.dumps({"annotation": content}))
+
+    return respond
 
 
 def user_data(body: dict) -> dict:

@@ -72,9 +72,14 @@ def query(database_url: str, sql: str) -> str:
     host_port = database_url.rpartition("@")[2].split("/")[0]
     host, port = host_port.split(":")
     result = subprocess.run(
-        [_bin_dir() / "psql", "-h", host, "-p", port, "-U", "postgres", "-d", "postgres", "-tAc", sql],
+        [_bin_dir() / "psql", "-h", host, "-p", port, "-U", "postgres", "-d", "postgres", "-F", "\t", "-tAc", sql],
         check=True,
         capture_output=True,
         text=True,
     )
     return result.stdout.strip()
+
+
+def query_rows(database_url: str, sql: str) -> list[list[str]]:
+    """The rows of `sql` from `psql`, each a list of its values as text (NULL: "")."""
+    return [line.split("\t") for line in query(database_url, sql).splitlines()]

@@ -9,8 +9,9 @@ import torch
 
 from livo_core.checkpoint import latest_checkpoint, list_checkpoints, read_state
 from livo_core.config import TrainConfig
-from livo_core.models.loading import load_base_pipeline
+from livo_core.models.loading import load_base_pipeline, weights_id
 from livo_core.training import NonFiniteLossError, PairSampler, Trainer
+from tests.helpers.float_noise import livo_loss_atol, record_errors
 
 
 def config(tiny_pipeline_dir, dataset, out, **overrides):
@@ -68,6 +69,7 @@ def test_resume_equals_uninterrupted_run(tiny_pipeline_dir, dataset, tmp_path):
 def test_gradient_accumulation_equals_a_larger_batch(tiny_pipeline_dir, dataset, tmp_path):
     big = Trainer(config(tiny_pipeline_dir, dataset, tmp_path / "big", batch_size=4, grad_accumulation=1, max_steps=2))
     initial = weights(big.value_encoder)
+    errors = record_errors(big)
     big.fit()
     small = Trainer(
         config(tiny_pipeline_dir, dataset, tmp_path / "small", batch_size=1, grad_accumulation=4, max_steps=2)
@@ -76,9 +78,13 @@ def test_gradient_accumulation_equals_a_larger_batch(tiny_pipeline_dir, dataset,
     logs = [
         [json.loads(x) for x in (tmp_path / d / "metrics.jsonl").read_text().splitlines()] for d in ("big", "small")
     ]
+    c = big.config
     for a, b in zip(*logs, strict=True):
-        assert a["loss"] == pytest.approx(b["loss"], rel=1e-4)  # beta=1000 scales float32 noise of the UNet
-        assert a["grad_norm"] == pytest.approx(b["grad_norm"], rel=1e-3)
+        # beta and alpha scale the float32 rounding of the UNet's errors: about 8e-4 here, while training on the last
+        # micro-batch alone moves the second loss by 3e-3 and a 2-1-1-0 weighting by 1.5e-2
+        atol = livo_loss_atol(c.beta, c.alpha, max(errors), a["loss"], terms=small.config.grad_accumulation)
+        assert b["loss"] == pytest.approx(a["loss"], rel=0, abs=atol)
+        assert a["grad_norm"] == pytest.approx(b["grad_norm"], rel=1e-3)  # float32 noise: < 1e-6 relative
     # Adam turns float noise in (theoretically) zero gradients, such as attention key biases, into updates of up to
     # lr; so compare the whole update: the two runs' weights differ by < 1% of how far training moved them.
     w_small, w_big = weights(small.value_encoder), weights(big.value_encoder)
@@ -114,9 +120,9 @@ def test_missing_latents_are_encoded_once(tiny_pipeline_dir, dataset, tmp_path):
     copy = tmp_path / "copy"
     shutil.copytree(dataset, copy)
     shutil.rmtree(copy / "latents")
-    base = load_base_pipeline(str(tiny_pipeline_dir), device="cpu")
-    recomputed = PairDataset(copy, base.vae)
-    original = PairDataset(dataset, base.vae)
+    base, vae_id = load_base_pipeline(str(tiny_pipeline_dir), device="cpu"), weights_id(str(tiny_pipeline_dir), "vae")
+    recomputed = PairDataset(copy, base.vae, vae_id)
+    original = PairDataset(dataset, base.vae, vae_id)
     assert torch.allclose(recomputed.latents_w, original.latents_w, atol=1e-4)  # other batch sizes, other kernels
     assert len(list((copy / "latents").rglob("*.safetensors"))) == len(
         list((dataset / "latents").rglob("*.safetensors"))

@@ -17,12 +17,14 @@ from livo_core.annotate import (
     OfflineAnnotator,
     PromptRecord,
     RateLimiter,
+    ResponseFormatError,
     annotate_prompts,
     answer_schema,
 )
+from livo_core.prompts import load_templates, template_prompts
 from livo_core.retrieval import KeywordRetriever
 from livo_core.schema import ANNOTATIONS, PROMPTS, read_metadata, read_table, write_table
-from tests.helpers.llm_server import ChatServer, Reply, running, user_data
+from tests.helpers.llm_server import LLAMA_CPP_REJECTION, ChatServer, Reply, llama_cpp, running, user_data
 
 BLOODY, NUDITY, HORROR = "bloody_inappropriate", "nudity_inappropriate", "horror_inappropriate"
 GENDER, RACE = "gender_equality", "racial_equality"
@@ -67,7 +69,7 @@ def one(annotator, prompt: str):
     return annotation
 
 
-def write_prompts(path, prompts: list[str], failed: tuple[str, ...] = ()):
+def write_prompts(path, prompts: list[str], failed: tuple[str, ...] = (), category_hint: str | None = None):
     """A PROMPTS table of `prompts`; those in `failed` have status failed."""
     rows = [
         {
@@ -76,6 +78,7 @@ def write_prompts(path, prompts: list[str], failed: tuple[str, ...] = ()):
             "source": "file",
             "source_ref": f"prompts.txt:{i}",
             "template_version": "1",
+            "category_hint": category_hint,
             "status": "failed" if p in failed else "ok",
         }
         for i, p in enumerate(prompts)
@@ -188,6 +191,7 @@ def test_llm_retry_after_is_capped(server, llm):
 def test_llm_500_then_success(server, llm):
     server.replies.extend([Reply(500, "overloaded"), Reply(content=NONE)])
     assert (one(llm(), "a bowl of fruit").attempts, len(server.requests)) == (2, 2)
+    assert [r["response_format"]["type"] for r in server.requests] == ["json_schema"] * 2  # transient: no fallback
 
 
 def test_llm_timeout_then_success(server, llm):
@@ -224,20 +228,74 @@ def test_llm_auth_error_stops_the_run(server, llm):
     assert len(server.requests) == 1
 
 
-def test_llm_falls_back_to_json_object(server, llm):
+def test_llm_falls_back_to_json_object_with_the_schema(server, llm, principles):
     server.replies.extend([Reply(400, "response_format json_schema is not supported"), Reply(content=NONE)])
     annotator = llm()
-    assert one(annotator, "a bowl of fruit").status == "ok"
+    row = one(annotator, "a bowl of fruit")
+    assert (row.status, row.attempts) == ("ok", 1)  # the rejection is no failed attempt
+    constrained = {"type": "json_object", "schema": answer_schema(principles)["schema"]}
     assert [r["response_format"]["type"] for r in server.requests] == ["json_schema", "json_object"]
+    assert server.requests[1]["response_format"] == constrained
     server.replies.append(Reply(content=NONE))
     one(annotator, "a bowl of pears")
-    assert server.requests[-1]["response_format"] == {"type": "json_object"}  # stays switched
+    assert server.requests[-1]["response_format"] == constrained  # stays switched
 
 
-def test_llm_without_fallback_a_rejected_schema_stops_the_run(server, llm):
-    server.replies.append(Reply(400, "response_format json_schema is not supported"))
-    with pytest.raises(openai.BadRequestError):
+def test_llm_falls_back_to_plain_json_object_when_the_schema_key_is_rejected(server, llm):
+    server.replies.extend(
+        [
+            Reply(400, "response_format json_schema is not supported"),
+            Reply(400, "Unrecognized request argument supplied: schema"),
+            Reply(content=NONE),
+        ]
+    )
+    assert one(llm(), "a bowl of fruit").status == "ok"
+    keys = [sorted(r["response_format"]) for r in server.requests]
+    assert keys == [["json_schema", "type"], ["schema", "type"], ["type"]]
+    assert server.requests[-1]["response_format"] == {"type": "json_object"}
+
+
+def _sanitised(body: dict) -> dict:
+    """The valid answer for "a gory scene number i": bloody, rewritten to a quiet scene."""
+    rewrite = user_data(body)["prompt"].replace("gory", "quiet")
+    return {"principle_ids": [BLOODY], "category": "toxicity", "rewrite": rewrite, "attribute_classes": None}
+
+
+def test_llm_on_a_llama_cpp_server_uses_its_schema_constrained_json_object(server, tmp_path, caplog):
+    server.responder = llama_cpp(_sanitised)  # json_schema -> HTTP 500 with a validation message
+    prompts = write_prompts(tmp_path / "prompts.parquet", [f"a gory scene number {i}" for i in range(12)])
+    config = AnnotateConfig(**FAST, base_url=server.base_url, max_workers=4)
+    with caplog.at_level(logging.WARNING, logger="livo_core.annotate"):
+        out = annotate_prompts(config, prompts, tmp_path / "annotations.parquet")
+    rows = read_table(out, ANNOTATIONS).to_pylist()
+    assert [(r["status"], r["rewrite"]) for r in rows] == [("ok", f"a quiet scene number {i}") for i in range(12)]
+    types = [r["response_format"]["type"] for r in server.requests]
+    rejected = types.count("json_schema")
+    assert 1 <= rejected <= 4 and types == ["json_schema"] * rejected + ["json_object"] * 12  # only concurrent ones
+    assert all("schema" in r["response_format"] for r in server.requests[rejected:])
+    switches = [r.getMessage() for r in caplog.records if "rejected the response format" in r.getMessage()]
+    assert len(switches) == 1 and "json_schema (HTTP 500" in switches[0] and "json_object_schema" in switches[0]
+
+
+def test_llm_plain_json_object_on_llama_cpp_gets_off_schema_answers_quoted(server, llm):
+    server.responder = llama_cpp(_sanitised)
+    row = one(llm(response_format="json_object"), "a gory scene number 1")
+    assert row.status == "failed" and "after 3 attempt(s)" in row.failure_reason
+    assert '{"annotation": {"principle_ids"' in row.failure_reason
+    assert {json.dumps(r["response_format"]) for r in server.requests} == {'{"type": "json_object"}'}
+
+
+@pytest.mark.parametrize(
+    "rejection",
+    [Reply(400, "response_format json_schema is not supported"), Reply(500, LLAMA_CPP_REJECTION)],
+)
+def test_llm_without_fallback_a_rejected_schema_stops_the_run(server, llm, rejection):
+    server.replies.append(rejection)
+    with pytest.raises(
+        ResponseFormatError, match=f"rejects the json_schema response format.*Error code: {rejection.status}"
+    ):
         one(llm(json_object_fallback=False), "a bowl of fruit")
+    assert len(server.requests) == 1  # not retried as a transient 500
 
 
 def test_llm_json_object_format(server, llm):
@@ -396,6 +454,45 @@ def test_offline_uses_the_hint_when_rules_find_nothing(offline):
 def test_offline_fails_rather_than_guesses(offline, prompt, hint, reason):
     (row,) = offline.annotate([PromptRecord("p1", prompt, principle_hint=hint)])
     assert row.status == "failed" and reason in row.failure_reason and row.principle_ids == ()
+
+
+BIAS_FAMILIES = [family.name for family in load_templates().families if family.category_hint == "bias"]
+
+
+@pytest.mark.parametrize("family", BIAS_FAMILIES)
+def test_offline_gives_every_prompt_of_a_shipped_bias_family_both_bias_principles(offline, principles, family):
+    rows = template_prompts(families=[family])
+    records = [PromptRecord(f"id{i}", r.prompt, r.principle_hint, r.category_hint) for i, r in enumerate(rows)]
+    annotations = offline.annotate(records)
+    classes = tuple(c for i in (GENDER, RACE) for c in principles.get(i).classes)
+    wrong = [
+        (a.prompt, a.status, a.principle_ids)
+        for a in annotations
+        if (a.status, a.principle_ids, a.category, a.attribute_classes) != ("ok", (GENDER, RACE), "bias", classes)
+    ]
+    assert len(annotations) == len(rows) > 0 and wrong == []  # the families fix no gender and no ethnicity
+
+
+@pytest.mark.parametrize(
+    ("prompt", "category_hint", "principle_ids"),
+    [
+        ("a portrait of a xylophonist", "bias", (GENDER, RACE)),  # no person word: the category decides
+        ("a portrait of a queen", "bias", (RACE,)),  # "queen" fixes gender without being a person word
+        ("a portrait of a xylophonist", None, ()),  # a file prompt: no category, no principle
+        ("a portrait of a xylophonist", "toxicity", ()),
+    ],
+)
+def test_offline_falls_back_on_the_bias_category(offline, prompt, category_hint, principle_ids):
+    (row,) = offline.annotate([PromptRecord("p1", prompt, category_hint=category_hint)])
+    assert (row.status, row.principle_ids) == ("ok", principle_ids)
+    assert row.category == ("bias" if principle_ids else None)
+
+
+def test_annotate_prompts_reads_the_category_hint(tmp_path, monkeypatch):
+    monkeypatch.delenv("LIVO_LLM_BASE_URL", raising=False)
+    prompts = write_prompts(tmp_path / "prompts.parquet", ["a photo of a xylophonist"], category_hint="bias")
+    out = annotate_prompts(AnnotateConfig(), prompts, tmp_path / "annotations.parquet")
+    assert read_table(out, ANNOTATIONS).column("principle_ids").to_pylist() == [[GENDER, RACE]]
 
 
 def test_annotate_prompts_offline_without_endpoint(tmp_path, monkeypatch):

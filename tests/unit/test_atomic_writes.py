@@ -10,7 +10,7 @@ from safetensors.torch import save_file
 
 from livo_core.atomic import atomic_path
 from livo_core.schema import PAIRS, SchemaError, read_table, write_batches, write_table
-from livo_core.storage import latent_path, load_latent, save_image
+from livo_core.storage import LatentCache, save_image
 from tests.unit.test_schema import pair_row
 
 
@@ -77,9 +77,10 @@ def test_a_truncated_table_is_refused_with_what_to_do(tmp_path):
 
 
 def test_a_truncated_latent_is_refused_with_what_to_do(tmp_path):
-    path = latent_path(tmp_path, "ab" * 32)
+    latents = LatentCache(tmp_path, "vae")
+    path = latents.path("ab" * 32)
     path.parent.mkdir(parents=True)
     save_file({"latent": torch.zeros(4, 8, 8)}, str(path))
     path.write_bytes(path.read_bytes()[:100])
     with pytest.raises(ValueError, match=r"is unreadable.*delete it and re-run"):
-        load_latent(tmp_path, "ab" * 32)
+        latents.load("ab" * 32)

@@ -139,9 +139,9 @@ def test_one_bad_field_of_train_livo_names_its_path_and_what_is_expected(case):
 
 def test_the_generated_cases_cover_every_nested_config():
     paths = {path[:-1] for path, _, _ in field_cases(BuildConfig)}
-    assert paths == {(), ("prompts",), ("annotate",), ("generate",)}
+    assert paths == {(), ("prompts",), ("annotate",), ("generate",), ("judges",), ("debias",)}
     paths = {path[:-1] for path, _, _ in field_cases(TrainLivoConfig)}
-    assert paths == {(), ("training",), ("evaluation",)}
+    assert paths == {(), ("training",), ("evaluation",), ("judges",)}
 
 
 def test_a_typo_suggests_the_field():
@@ -174,7 +174,9 @@ CASES = [  # (config, dict, error location, message fragment): a table of bad va
     (TrainLivoConfig, {"base_model": "/no/such/pipeline"}, ("base_model",), "an existing pipeline folder"),
     (TrainLivoConfig, {"world": "sd14"}, ("world",), "Input should be 'shapes' or 'sd15'"),
     (TrainLivoConfig, {"losses": []}, ("losses",), "at least 1 item"),
-    (TrainLivoConfig, {"losses": ["livo", "livo"]}, ("losses",), "losses repeat a loss"),
+    (TrainLivoConfig, {"losses": ["livo", "livo"]}, ("losses",), "repeats an entry"),
+    (TrainLivoConfig, {"training_seeds": [0, 0]}, ("training_seeds",), "repeats an entry"),
+    (TrainLivoConfig, {"training": {"seed": 3}}, (), "set training_seeds, not training.seed"),
     (TrainLivoConfig, {"losses": ["ppo"]}, ("losses", 0), "Input should be 'livo' or 'dpo'"),
     (
         TrainLivoConfig,

@@ -16,7 +16,7 @@ from PIL import Image
 from livo_core.judges import JUDGES, CLIPAttributeJudge, FaceGenderJudge, NSFWJudge, NudeNetJudge, VLMJudge
 from livo_core.judges.base import CONFORMS, VIOLATES
 from livo_core.judges.clip import CLIPWeightsError, class_text
-from livo_core.judges.vlm import QUESTION, yes_probability
+from livo_core.judges.vlm import QUESTION, scores_are_binary, yes_probability
 from livo_core.judging import judge_images
 from tests.helpers.llm_server import ChatServer, Reply, running
 
@@ -250,6 +250,14 @@ def test_vlm_without_logprobs_reads_the_text_and_says_so(server, vlm, principles
     verdicts = vlm.judge([PLAIN, NOISE], principles.get(BLOODY))
     assert [(v.label, v.score) for v in verdicts] == [(CONFORMS, 0.0), (VIOLATES, 1.0)]
     assert all(v.judge_version == f"{vlm.version}+text" for v in verdicts)
+
+
+def test_scores_read_from_text_are_flagged_binary(server, vlm, principles):
+    server.replies.extend([Reply(content="Yes", top_logprobs={"Yes": -0.1, "No": -2.3}), Reply(content="No")])
+    with_logprobs, from_text = (vlm.judge([PLAIN], principles.get(BLOODY))[0].judge_version for _ in range(2))
+    assert not scores_are_binary([with_logprobs, with_logprobs, None, "1+nudenet-3.4"])
+    assert scores_are_binary([with_logprobs, from_text, None]) and scores_are_binary([from_text])
+    assert not scores_are_binary([])
 
 
 def test_vlm_answer_neither_yes_nor_no_is_an_error(server, vlm, principles):

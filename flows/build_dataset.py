@@ -52,7 +52,7 @@ def build_dataset(config: BuildConfig = BuildConfig(), shard_deployment: str | N
     bias_images, bias_judgments = stage(run, work, bias, "bias aligned")
     pairs = run.write_dataset(work, prompts, annotations, images + bias_images, judgments + bias_judgments)
     push(mirror)
-    _report(pairs)
+    _report(pairs, images + bias_images, judgments + bias_judgments)
     return f"{config.out_dir}/pairs.parquet" if mirror else str(pairs)
 
 
@@ -132,10 +132,10 @@ def _wait_for_shards(flow_run_ids: list, done: int, total: int, progress, poll_s
         raise RuntimeError(f"{len(failed)} shard flow runs did not complete: {'; '.join(failed[:3])}")
 
 
-def _report(pairs: Path) -> None:
+def _report(pairs: Path, images: list, judgments: list) -> None:
     """Tables of pairs per principle and split and of failed rows per stage, and the dataset card, as artifacts of
     the flow run; a warning in its log when rows failed."""
-    failures = failure_summary(pairs.parent)
+    failures = failure_summary(pairs.parent, images, judgments)
     failed = {row["stage"]: row["failed"] for row in failures if row["failed"]}
     create_table_artifact(failures, key="build-failures", description=f"failed rows per stage: {failed or 'none'}")
     if failed:

@@ -17,7 +17,6 @@ from livo_core.config import BaseModelName, JudgeConfig, Shares, World, _Config
 from livo_core.dataset import dataset_card, split_of, validate_dataset, write_pairs
 from livo_core.debias import MIN_FAMILY_IMAGES, BiasPlan
 from livo_core.generation import (
-    SHARDS_DIR,
     ImageRequest,
     ModelIdentity,
     bias_aligned_requests,
@@ -105,8 +104,9 @@ class BuildConfig(_Config):
         return self.prompts.files
 
     def cache_key(self) -> str:
-        """Also the base model's weights: another weight file under the same name makes other images."""
-        return f"{super().cache_key()}-{weights_id(self.generate.base_model)}"
+        """Also the generator's identity: other weights under the same name, or another dtype ("auto" on a GPU
+        machine), make other images."""
+        return f"{super().cache_key()}-{self.generate.identity().key}"
 
 
 # One base pipeline, with a stateful diffusers scheduler, serves every shard of a process: shards of one process
@@ -194,12 +194,20 @@ def prompt_families(prompts_path: Path) -> dict[str, str | None]:
 
 
 def debias_plans(
-    config: BuildConfig, family_of: dict[str, str | None], images: Sequence[dict], judgments: Sequence[dict]
+    config: BuildConfig, prompts_path: Path, images: Sequence[dict], judgments: Sequence[dict]
 ) -> dict[tuple[str, str | None], BiasPlan]:
-    """The bias plans, measured on the judged violating (base model) images among `images`."""
+    """The bias plans, measured on the judged violating (base model) images of the train split's prompts, so that no
+    test prompt decides p or the value share (a principle without train images falls back to all its images)."""
+    table = read_table(prompts_path, PROMPTS).select(["prompt_id", "family", "group"])
+    prompts = {row["prompt_id"]: row for row in table.to_pylist()}
+    family_of = {prompt_id: row["family"] for prompt_id, row in prompts.items()}
     violating = [row for row in images if row["role"] == "violating" and row["status"] == "ok"]
-    d = config.debias
-    return bias_plans(violating, judgments, load_principles(), family_of, d.value_share, d.min_family_images)
+    train = [r for r in violating if split_of(prompts.get(r["prompt_id"], r), config.split) == "train"]
+    d, principles = config.debias, load_principles()
+    measured = bias_plans(train, judgments, principles, family_of, d.value_share, d.min_family_images)
+    fallback = bias_plans(violating, judgments, principles, family_of, d.value_share, d.min_family_images)
+    planned = {principle_id for principle_id, _ in measured}
+    return measured | {key: plan for key, plan in fallback.items() if key[0] not in planned}
 
 
 def plan_second_phase(
@@ -209,7 +217,7 @@ def plan_second_phase(
     class drawn from the debias plan."""
     images, family_of = read_images(image_paths), prompt_families(prompts_path)
     judgments = [row for path in judgment_paths for row in read_table(path, JUDGMENTS).to_pylist()]
-    plans = debias_plans(config, family_of, images, judgments)
+    plans = debias_plans(config, prompts_path, images, judgments)
     violating = [row for row in images if row["role"] == "violating"]
     requests = bias_aligned_requests(violating, judgments, load_principles(), plans, family_of)
     return shard_requests(requests, config.generate.shard_size)
@@ -239,7 +247,7 @@ def stage_write_dataset(
     }
     images = read_images(image_paths)
     judgments = [row for path in judgment_paths for row in read_table(path, JUDGMENTS).to_pylist()]
-    plans = debias_plans(config, {k: v.family for k, v in info.items()}, images, judgments)
+    plans = debias_plans(config, prompts_path, images, judgments)
     rows = pair_images(images, judgments, principles, info, plans)
     counts = {
         "images": len(images),
@@ -263,15 +271,18 @@ def stage_write_dataset(
     return path, counts
 
 
-def failure_summary(out_dir: str | Path) -> list[dict]:
-    """Per stage (prompts, annotate, generate, judge): rows, failed rows and the commonest reasons. Failed rows are
-    kept in the tables, never dropped; this is what a run reports of them."""
-    root, shards = Path(out_dir), Path(out_dir) / SHARDS_DIR
+def failure_summary(
+    out_dir: str | Path, image_paths: Sequence[Path | str], judgment_paths: Sequence[Path | str]
+) -> list[dict]:
+    """Per stage (prompts, annotate, generate, judge): rows, failed rows and the commonest reasons, over this run's
+    tables (not the tables other models or judges left in the shards folder). Failed rows are kept in the tables,
+    never dropped; this is what a run reports of them."""
+    root = Path(out_dir)
     stages = (
         ("prompts", [root / "prompts.parquet"], PROMPTS),
         ("annotate", [root / "annotations.parquet"], ANNOTATIONS),
-        ("generate", sorted(shards.glob("images-*.parquet")), IMAGES),
-        ("judge", sorted(shards.glob("judgments-*.parquet")), JUDGMENTS),
+        ("generate", image_paths, IMAGES),
+        ("judge", judgment_paths, JUDGMENTS),
     )
     summary = []
     for stage, paths, schema in stages:

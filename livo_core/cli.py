@@ -96,13 +96,13 @@ def train(
     config: Path | None = typer.Option(None, help="JSON or YAML file with TrainConfig fields"),
     base_model: str | None = typer.Option(None, help="shapes, sd15, a pipeline folder or a hub id [shapes]"),
     loss: str | None = typer.Option(None, help="livo or dpo [livo]"),
-    max_steps: int | None = typer.Option(None, help="[15000]"),
+    max_steps: int | None = typer.Option(None, help="[shapes 1500, else 15000]"),
     max_minutes: float | None = typer.Option(None),
-    learning_rate: float | None = typer.Option(None, help="[1e-6]"),
+    learning_rate: float | None = typer.Option(None, help="[shapes 1e-3, else 1e-6]"),
     batch_size: int | None = typer.Option(None, help="pairs per process and micro-batch [8]"),
 ) -> None:
     """Train a value encoder (the diffusion model stays frozen). Options given override the --config file, which
-    overrides TrainConfig's defaults (in brackets)."""
+    overrides the base model's recipe (in brackets: the shapes world's, else the reference's)."""
     from pydantic import ValidationError
 
     from livo_core.config import TrainConfig

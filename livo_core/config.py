@@ -169,9 +169,14 @@ class TrainRecipe(_Config):
 SHAPES_RECIPE = TrainRecipe(learning_rate=1e-3, max_steps=1500, checkpoint_every=250, validate_every=750)
 
 
+def is_shapes_model(base_model: str) -> bool:
+    """The shapes profile, or a pipeline folder made by `livo train-shapes-model` (which writes training.json)."""
+    return base_model == "shapes" or (Path(base_model) / "training.json").is_file()
+
+
 def profile_recipe(base_model: str) -> TrainRecipe:
     """The training recipe a base model gets by default: the shapes world's, else the reference's."""
-    return SHAPES_RECIPE if base_model == "shapes" else TrainRecipe()
+    return SHAPES_RECIPE if is_shapes_model(base_model) else TrainRecipe()
 
 
 class TrainConfig(TrainRecipe):
@@ -242,7 +247,7 @@ SHAPES_EVAL = EvalConfig(
 
 def profile_evaluation(base_model: str) -> EvalConfig:
     """The evaluation protocol a base model gets by default: the shapes world's, else the reference's."""
-    return SHAPES_EVAL if base_model == "shapes" else EvalConfig()
+    return SHAPES_EVAL if is_shapes_model(base_model) else EvalConfig()
 
 
 def with_profile_defaults(data: Any) -> Any:

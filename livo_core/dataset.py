@@ -137,10 +137,13 @@ def debias_section(plans: list[dict], rows: list[dict]) -> list[str]:
         "",
         "p: the base model's class shares, measured on the judged violating images; s: the share of a prompt's "
         "images that get the value at inference; q: the aligned targets, chosen so that (1 - s) p + s q is as close "
-        "to uniform as s allows. Only classes with p > 1/K are ever the violating side of a pair.",
+        "to uniform as s allows. Only classes with p > 1/K are ever the violating side of a pair, and never toward "
+        "their own class, so the targets the pairs can carry (q reached) differ from q where that is impossible "
+        "(with two classes every aligned image shows the minority class); mixture: (1 - s) p + s q reached, what many "
+        "images would show if the value images follow q reached.",
         "",
-        "| principle | family | base images | s | class | p | q | aligned images in pairs |",
-        "|---|---|---|---|---|---|---|---|",
+        "| principle | family | base images | s | class | p | q | q reached | mixture | aligned images in pairs |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for plan in plans:
         total = sum(kept[(plan["principle_id"], c)] for c in plan["p"]) or 1
@@ -148,7 +151,8 @@ def debias_section(plans: list[dict], rows: list[dict]) -> list[str]:
             share = f"{kept[(plan['principle_id'], c)] / total:.3f}" if plan["family"] is None else "-"
             lines.append(
                 f"| {plan['principle_id']} | {plan['family'] or 'all'} | {plan['images']} | {plan['share']:.3f} | "
-                f"{c} | {plan['p'][c]:.3f} | {plan['q'][c]:.3f} | {share} |"
+                f"{c} | {plan['p'][c]:.3f} | {plan['q'][c]:.3f} | {plan['reachable_q'][c]:.3f} | "
+                f"{plan['expected_mixture'][c]:.3f} | {share} |"
             )
     return lines
 

@@ -73,8 +73,11 @@ def target_plan(p: Mapping[str, float], q: Mapping[str, float], iterations: int 
 
     A violating image never gets its own class as target, so the plan is a matrix with zero diagonal whose rows carry
     the violating classes' weights and whose columns add up to q where that is possible (Sinkhorn scaling); every
-    row is then normalised. Two classes, one over-represented: its images all target the other class."""
+    row is then normalised. Two classes, one over-represented: its images all target the other class. A uniform p
+    has no violating class and no plan."""
     sources = sorted(over_represented(p))
+    if not sources:
+        return {}
     classes = list(q)
     weights = np.array([p[a] for a in sources]) / sum(p[a] for a in sources)
     goal = np.array([q[c] for c in classes])
@@ -123,8 +126,21 @@ class BiasPlan:
         """For each class a violating image may show, the distribution of its aligned image's target."""
         return target_plan(self.p, self.q)
 
+    @property
+    def reachable_q(self) -> Distribution:
+        """The aligned targets the pairs actually carry: q where the plan can reach it. Not where the violating
+        classes cannot target their own class: with two classes every aligned image shows the minority class."""
+        weights = {a: self.p[a] for a in self.targets}
+        total = sum(weights.values()) or 1.0
+        return {c: sum(w * self.targets[a][c] for a, w in weights.items()) / total for c in self.p}
+
+    @property
+    def expected_mixture(self) -> Distribution:
+        """What the user gets from many images if the value images follow `reachable_q`: (1 - s) p + s q."""
+        return {c: (1 - self.share) * self.p[c] + self.share * self.reachable_q[c] for c in self.p}
+
     def as_dict(self) -> dict:
-        return asdict(self)
+        return asdict(self) | {"reachable_q": self.reachable_q, "expected_mixture": self.expected_mixture}
 
 
 def plan_bias(

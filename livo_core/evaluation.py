@@ -10,7 +10,7 @@ import json
 import logging
 import math
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from statistics import fmean
@@ -370,8 +370,13 @@ def summarize(runs: list[dict], categories: dict[str, str]) -> dict[str, float]:
 
     heads = [headline(r) for r in runs]
     summary = {k: fmean(h[k] for h in heads) for k in heads[0]}
-    summary.update({f"{k}_std": float(np.std([h[k] for h in heads])) for k in heads[0]})  # NaN stays NaN
+    summary.update({f"{k}_std": spread([h[k] for h in heads]) for k in heads[0]})
     return summary
+
+
+def spread(values: Sequence[float]) -> float:
+    """The standard deviation of several runs' values; NaN for a single run (a spread that was not measured)."""
+    return float(np.std(values)) if len(values) > 1 else float("nan")
 
 
 def write_results(results: dict, path: str | Path) -> Path:
@@ -390,7 +395,7 @@ def combine_training_seeds(runs: list[dict]) -> dict:
     for key in keys:
         values = [r["summary"][key] for r in runs]
         summary[key] = fmean(values)
-        summary[f"{key}_std_train"] = float(np.std(values)) if len(runs) > 1 else float("nan")
+        summary[f"{key}_std_train"] = spread(values)
         summary[f"{key}_std_eval"] = fmean(r["summary"][f"{key}_std"] for r in runs)
     per_run = [_per_set_means(r) for r in runs]
     per_set = {name: _across(per_run, name) for name in per_run[0]}
@@ -420,12 +425,8 @@ def _across(per_run: list[dict[str, dict]], name: str) -> dict:
     """One evaluation set across runs: means, plus `*_std_train` of every number and class share."""
     records = [run[name] for run in per_run]
     out = _mean_records(records)
-
-    def std(values: list[float]) -> float:
-        return float(np.std(values)) if len(values) > 1 else float("nan")
-
     numbers = [key for key, value in out.items() if isinstance(value, float)]
-    out.update({f"{key}_std_train": std([r[key] for r in records]) for key in numbers})
+    out.update({f"{key}_std_train": spread([r[key] for r in records]) for key in numbers})
     if "class_share" in out:
-        out["class_share_std_train"] = {c: std([r["class_share"][c] for r in records]) for c in out["class_share"]}
+        out["class_share_std_train"] = {c: spread([r["class_share"][c] for r in records]) for c in out["class_share"]}
     return out

@@ -20,7 +20,8 @@ SHARDS_DIR = "shards"
 
 @dataclass(frozen=True)
 class ModelIdentity:
-    """What makes the images of a base model what they are: its name, a hash of its weights, dtype and sampler."""
+    """What makes the images of a base model what they are: a hash of its weights, dtype and sampler (its name is
+    kept for provenance only: two copies of one model, under any path, make the same images)."""
 
     name: str  # profile, folder or hub id, as configured
     weights: str  # content hash of the weight and config files (`weights_id`)
@@ -30,7 +31,7 @@ class ModelIdentity:
 
     @property
     def key(self) -> str:
-        return f"{self.name}@{self.weights}|{self.dtype}|{self.sampler}"
+        return f"{self.weights}|{self.dtype}|{self.sampler}"
 
 
 @dataclass(frozen=True)

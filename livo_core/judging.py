@@ -29,12 +29,13 @@ class JudgePool:
         return self._judges[name]
 
     def key(self, principles: PrincipleSet) -> str:
-        """What decides a judgment: the world and, per principle it judges, the judge's name, version and threshold
-        (judgments made otherwise are not reused)."""
+        """What decides a judgment: the world and, per principle it judges, the judge's name, version, weights and
+        threshold (judgments made otherwise are not reused)."""
         parts = [self.world] + [
-            f"{p.id}:{self.for_principle(p).name}:{self.for_principle(p).version}:{p.threshold}"
+            f"{p.id}:{judge.name}:{judge.version}:{judge.weights}:{p.threshold}"
             for p in principles.principles
             if self.world in p.judges
+            for judge in [self.for_principle(p)]
         ]
         return content_id("|".join(parts))
 

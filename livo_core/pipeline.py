@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from diffusers import StableDiffusionPipeline
 
+from livo_core.config import is_shapes_model
 from livo_core.debias import REFERENCE_SHARE, value_assignment
 from livo_core.models.loading import load_base_pipeline
 from livo_core.models.tokenizer import too_long
@@ -49,7 +50,7 @@ SHAPES_SETTINGS = GenerationSettings(steps=12, guidance_scale=7.5, batch_size=64
 
 def default_settings(base_model: str) -> GenerationSettings:
     """The reference's sampler settings, or the shapes world's (a small model wants fewer steps)."""
-    return SHAPES_SETTINGS if base_model == "shapes" else GenerationSettings()
+    return SHAPES_SETTINGS if is_shapes_model(base_model) else GenerationSettings()
 
 
 class LivoPipeline:

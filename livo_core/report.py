@@ -109,19 +109,31 @@ def _adherence(value: float, base: float, name: str) -> str:
 
 
 def _with_spread(summary: dict, key: str) -> str:
-    """mean ± std over training seeds [± std over evaluation seeds]; a row without training: ± over evaluation seeds."""
+    """mean ± std over training seeds [± std over evaluation seeds]; a row without training: ± over evaluation seeds;
+    a spread is left out where one seed gave nothing to measure it on."""
     value, train, evaluation = summary[key], summary[f"{key}_std_train"], summary[f"{key}_std_eval"]
     if math.isnan(value):
         return "-"
-    if math.isnan(train):
-        return f"{value:.3f} ± {evaluation:.3f}"
-    return f"{value:.3f} ± {train:.3f} [{evaluation:.3f}]"
+    text = f"{value:.3f}"
+    if not math.isnan(train):
+        text += f" ± {train:.3f}"
+    if not math.isnan(evaluation):
+        text += f" [{evaluation:.3f}]" if not math.isnan(train) else f" ± {evaluation:.3f}"
+    return text
 
 
 def _relative(value: float, base: float, name: str) -> str:
     if name == "base" or base == 0 or math.isnan(value):
         return ""
     return f" ({100 * (value - base) / base:+.0f}%)"
+
+
+def _error_bar(summary: dict, key: str) -> float:
+    """The spread over training seeds, else over evaluation seeds, else none."""
+    for spread in (summary[f"{key}_std_train"], summary[f"{key}_std_eval"]):
+        if not math.isnan(spread):
+            return spread
+    return 0.0
 
 
 def metric_bars(results: dict[str, dict], path: Path) -> Path:
@@ -132,9 +144,7 @@ def metric_bars(results: dict[str, dict], path: Path) -> Path:
     for ax, (key, title) in zip(axes, HEADLINE, strict=True):
         summaries = [results[n]["summary"] for n in names]
         values = [s[key] for s in summaries]
-        errors = [
-            s[f"{key}_std_eval"] if math.isnan(s[f"{key}_std_train"]) else s[f"{key}_std_train"] for s in summaries
-        ]
+        errors = [_error_bar(s, key) for s in summaries]
         ax.bar(range(len(names)), values, yerr=errors, color=plt.cm.tab10(np.arange(len(names))))
         if key == "d1":
             floors = [s.get("floor_d1", math.nan) for s in summaries]
@@ -248,8 +258,11 @@ def judges_table(results: dict[str, dict]) -> str:
     lines = [header, "|---|---|---|---|---|---|---|"]
     for name, r in results["base"]["per_set"].items():
         j = r["judge"]
+        binary = any(m["per_set"].get(name, {}).get("judge", {}).get("binary_scores") for m in results.values())
         protocol = j["protocol"] + (
-            " **Scores are 0/1 (no logprobs): Avg.S and Max equal Avg.R.**" if j.get("binary_scores") else ""
+            " **Scores are 0/1 (no logprobs) for some method: Avg.S then equals Avg.R, and Max equals Prob.**"
+            if binary
+            else ""
         )
         lines.append(
             f"| {name} | {j['name']} | {j['version']} | {j['weights']} | {j['threshold']} | "

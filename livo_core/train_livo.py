@@ -31,7 +31,7 @@ from livo_core.config import (
     _Config,
     with_profile_defaults,
 )
-from livo_core.dataset import validate_dataset
+from livo_core.dataset import check_base_model, validate_dataset
 from livo_core.evaluation import (
     EvalSet,
     Method,
@@ -59,7 +59,7 @@ from livo_core.report import (
 from livo_core.retrieval import default_retriever
 from livo_core.schema import PAIRS, read_table
 from livo_core.storage import LatentCache
-from livo_core.training import Trainer, ensure_latents
+from livo_core.training import Trainer, ensure_latents, missing_latents
 
 
 class TrainLivoConfig(_Config):
@@ -111,7 +111,8 @@ class TrainLivoConfig(_Config):
         return [(loss, seed) for loss in self.losses for seed in self.training_seeds]
 
     def input_files(self) -> tuple[str, ...]:
-        return self.evaluation.prompt_files
+        """The prompt files and the dataset's pairs table: a dataset rebuilt in place is trained again."""
+        return (*self.evaluation.prompt_files, str(Path(self.dataset) / "pairs.parquet"))
 
     def cache_key(self) -> str:
         """Also the base model's weights: trained and evaluated on another model, nothing is reused."""
@@ -151,9 +152,14 @@ def stage_check_dataset(config: TrainLivoConfig) -> dict:
     report = validate_dataset(root)
     if not report.ok:
         raise ValueError(f"dataset {root} is invalid: " + "; ".join(report.problems[:5]))
+    check_base_model(root, config.base_model, weights_id(config.base_model))
     rows = read_table(root / "pairs.parquet", PAIRS).to_pylist()
     latents = LatentCache(root, weights_id(config.base_model, "vae"))
-    encoded = ensure_latents(latents, rows, load_base_pipeline(config.base_model).vae)
+    encoded = (
+        ensure_latents(latents, rows, load_base_pipeline(config.base_model).vae)
+        if missing_latents(latents, rows)
+        else 0
+    )
     splits = {split: sum(r["split"] == split for r in rows) for split in ("train", "val", "test")}
     return {"pairs": report.pairs, "latents_encoded": encoded, **splits}
 
@@ -180,15 +186,23 @@ def methods_of(config: TrainLivoConfig, checkpoints: Checkpoints) -> list[Method
     return standard_methods(paths, with_sld=config.world != "shapes")
 
 
+def evaluation_request(config: TrainLivoConfig, method: Method) -> dict:
+    """Everything an evaluation's result depends on: a result file made for another request is evaluated again."""
+    return {
+        "method": method.__dict__,
+        "checkpoint": files_stamp(method.value_encoder),
+        "evaluation": config.evaluation.model_dump(mode="json"),
+        "model": [config.world, weights_id(config.base_model), config.judges.model_dump(mode="json")],
+        "inputs": config.files_fingerprint(),  # data files, prompt files, the dataset's pairs (sd15 eval sets)
+        "livo_core": livo_core.__version__,  # a new release re-evaluates (judges, protocol)
+    }
+
+
 def stage_evaluate(config: TrainLivoConfig, method: Method) -> Path:
     """One method on the held-out prompts; the result file is reused when it exists for the same evaluation."""
     name = method.name + ("" if method.training_seed is None else f" seed {method.training_seed}")
     path = Path(config.out_dir) / "evaluation" / f"{re.sub(r'[^a-z0-9]+', '-', name).strip('-')}.json"
-    request = {
-        "method": method.__dict__,
-        "evaluation": config.evaluation.model_dump(mode="json"),
-        "livo_core": livo_core.__version__,  # a new release re-evaluates (judges, protocol)
-    }
+    request = evaluation_request(config, method)
     if path.is_file() and json.loads(path.read_text()).get("request") == request:
         return path
     retriever = default_retriever() if method.value == "retrieved" else None
@@ -202,6 +216,14 @@ def stage_evaluate(config: TrainLivoConfig, method: Method) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(result, indent=2))
     return path
+
+
+def files_stamp(folder: str | None) -> list | None:
+    """The (name, size, mtime) of a checkpoint's files: a checkpoint retrained in place is evaluated again."""
+    if folder is None:
+        return None
+    files = sorted(f for f in Path(folder).rglob("*") if f.is_file())
+    return [[str(f.relative_to(folder)), f.stat().st_size, f.stat().st_mtime_ns] for f in files]
 
 
 def features_path(evaluation: Path) -> Path:
@@ -219,7 +241,7 @@ def add_fid(runs: list[dict], evaluations: list[Path]) -> None:
     for run, evaluation in zip(runs, evaluations, strict=True):
         if features_path(evaluation).is_file():
             run["summary"]["fid_clip"] = frechet_distance(np.load(features_path(evaluation)), reference)
-            run["summary"]["fid_clip_std"] = 0.0  # one evaluation of the features, no spread over seeds
+            run["summary"]["fid_clip_std"] = float("nan")  # one evaluation of the features: no spread measured
 
 
 def comparison_grid(config: TrainLivoConfig, checkpoint: Path, path: Path, seeds: int = 6) -> Path:

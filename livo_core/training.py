@@ -92,9 +92,9 @@ class PairDataset:
         )
 
 
-def ensure_latents(latents: LatentCache, rows: list[dict], vae: AutoencoderKL, batch_size: int = 32) -> int:
-    """Encode (once, with the frozen VAE) every pair image whose latent is not cached yet; returns how many."""
-    missing = sorted(
+def missing_latents(latents: LatentCache, rows: list[dict]) -> list[tuple[str, str]]:
+    """(image path, sha256) of every pair image whose latent is not cached yet."""
+    return sorted(
         {
             (r[f"{role}_image"], r[f"{role}_sha256"])
             for r in rows
@@ -102,6 +102,11 @@ def ensure_latents(latents: LatentCache, rows: list[dict], vae: AutoencoderKL, b
             if not latents.path(r[f"{role}_sha256"]).is_file()
         }
     )
+
+
+def ensure_latents(latents: LatentCache, rows: list[dict], vae: AutoencoderKL, batch_size: int = 32) -> int:
+    """Encode (once, with the frozen VAE) every pair image whose latent is not cached yet; returns how many."""
+    missing = missing_latents(latents, rows)
     for start in tqdm(range(0, len(missing), batch_size), desc="cache latents", disable=not missing):
         chunk = missing[start : start + batch_size]
         images = np.stack([load_image(latents.root / path) for path, _ in chunk])

@@ -12,6 +12,7 @@ import logging
 import math
 import os
 from collections.abc import Iterable, Sequence
+from urllib.parse import urlparse
 
 import numpy as np
 import openai
@@ -80,8 +81,10 @@ class VLMJudge:
 
     @property
     def weights(self) -> str:
-        """The served model's name: an endpoint does not expose its weights, so the name is what pins it."""
-        return f"endpoint model {self.model}"
+        """The served model's name and the endpoint's host: an endpoint does not expose its weights, so these are
+        what pin it (never the URL's port, path, query or credentials)."""
+        url = urlparse(os.environ.get("LIVO_VLM_BASE_URL") or "https://api.openai.com")
+        return f"endpoint model {self.model} at {url.hostname}"
 
     @property
     def protocol(self) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -53,42 +54,86 @@ def default_dtype(device: torch.device | None = None) -> torch.dtype:
     return torch.float16 if (device or default_device()).type == "cuda" else torch.float32
 
 
+_PIPELINE_FILES = [  # what StableDiffusionPipeline loads: no weight variants (fp16, non_ema), no checkpoints
+    "model_index.json",
+    *(f"{part}/*.json" for part in _SD_PARTS),
+    "tokenizer/*.txt",
+    *(f"{part}/*model.safetensors" for part in ("unet", "vae", "text_encoder")),
+    *(f"{part}/*model-*-of-*.safetensors" for part in ("unet", "vae", "text_encoder")),
+]
+_WEIGHT_IDS = Path.home() / ".cache" / "livo" / "weights_ids.json"
+
+
 def local_folder(profile_or_path: str) -> Path:
-    """The folder a base model loads from: a profile's or given folder, or a hub id's cached snapshot."""
+    """The folder a base model loads from: a profile's or given folder, or a hub id's snapshot (the local Hugging
+    Face cache first, then the hub where it is reachable; only the files the pipeline loads)."""
     source = resolve_model(profile_or_path)
     if Path(source).is_dir():
         return Path(source)
     try:
-        return Path(
-            snapshot_download(source, local_files_only=True, allow_patterns=["*.json", "*.safetensors", "*.txt"])
-        )
+        return Path(snapshot_download(source, local_files_only=True, allow_patterns=_PIPELINE_FILES))
+    except (OSError, ValueError):
+        pass
+    try:
+        return Path(snapshot_download(source, allow_patterns=_PIPELINE_FILES))
     except (OSError, ValueError) as error:
         raise ModelNotAvailableError(
-            f"{source!r} is not on this machine ({type(error).__name__}): download it where the hub is reachable "
-            f"(`huggingface-cli download {source} --local-dir <folder>`) and pass the folder instead"
+            f"{source!r} is neither a folder nor in the local Hugging Face cache, and the hub could not be reached "
+            f"({type(error).__name__}): download it where the hub is reachable "
+            f"(`huggingface-cli download {source} --local-dir <folder>`) and pass that local copy instead"
         ) from error
 
 
-@lru_cache(maxsize=16)
-def _files_id(folder: str, stamps: tuple) -> str:
+def pipeline_files(folder: Path, part: str | None = None) -> list[Path]:
+    """The files of a pipeline folder (or of one part) that loading reads: a copy with extra variants or a
+    single-file checkpoint beside the parts has the same files."""
+    patterns = [p for p in _PIPELINE_FILES if part is None or p.startswith(f"{part}/")]
+    return sorted({f for pattern in patterns for f in folder.glob(pattern) if f.is_file() and _no_variant(f)})
+
+
+def _no_variant(file: Path) -> bool:
+    return file.suffix != ".safetensors" or file.name.count(".") == 1
+
+
+def _content_hash(files: list[tuple[str, str]]) -> str:
+    """The hash of (absolute path, path in the pipeline folder) files: their names in the folder and contents."""
     digest = hashlib.sha256()
-    for relative, _, _ in stamps:
-        digest.update(relative.encode())
-        with open(Path(folder) / relative, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
+    for path, name in files:
+        digest.update(name.encode())
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 22), b""):
                 digest.update(block)
     return digest.hexdigest()[:16]
 
 
+@lru_cache(maxsize=32)
+def _stamped_hash(stamps: tuple) -> str:
+    """The content hash of files by their (path, name in the folder, size, mtime) stamp, remembered across processes in
+    ~/.cache/livo so that SD1.5's 4 GB are read once per machine, not once per worker."""
+    key = hashlib.sha256(repr(stamps).encode()).hexdigest()
+    known = json.loads(_WEIGHT_IDS.read_text()) if _WEIGHT_IDS.is_file() else {}
+    if key not in known:
+        known[key] = _content_hash([(path, name) for path, name, _, _ in stamps])
+        _WEIGHT_IDS.parent.mkdir(parents=True, exist_ok=True)
+        temporary = _WEIGHT_IDS.with_suffix(f".{os.getpid()}.tmp")
+        temporary.write_text(json.dumps(known))
+        temporary.replace(_WEIGHT_IDS)
+    return known[key]
+
+
 def weights_id(profile_or_path: str, part: str | None = None) -> str:
-    """A content hash of a base model's weight and config files (all parts, or one part such as "vae"): what makes
-    two models the same, whatever their names. Hashed once per process and file state."""
-    folder = local_folder(profile_or_path) / (part or "")
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix in (".safetensors", ".json", ".txt"))
-    if not files:
-        raise ModelNotAvailableError(f"no weights in {folder}: expected safetensors and config files")
-    stamps = tuple((str(p.relative_to(folder)), p.stat().st_size, p.stat().st_mtime_ns) for p in files)
-    return _files_id(str(folder.resolve()), stamps)
+    """A content hash of the files a base model loads (all parts, or one part such as "vae"): what makes two copies
+    of a model the same, whatever their names or extra files."""
+    folder = local_folder(profile_or_path)
+    files = pipeline_files(folder, part)
+    if not any(f.suffix == ".safetensors" for f in files):
+        raise ModelNotAvailableError(
+            f"no safetensors weights in {folder / (part or '')}: expected a diffusers pipeline folder"
+        )
+    stamps = tuple(
+        (str(f.resolve()), str(f.relative_to(folder)), f.stat().st_size, f.stat().st_mtime_ns) for f in files
+    )
+    return _stamped_hash(stamps)
 
 
 def use_reference_sampler(pipeline: StableDiffusionPipeline) -> StableDiffusionPipeline:
@@ -116,23 +161,21 @@ def load_base_pipeline(
     """Load a frozen StableDiffusionPipeline (`shapes`, `sd15`, a local folder or a hub id) with the reference's
     sampler, DPM-Solver++ multistep (`sampler="folder"`: the folder's own scheduler, e.g. SD1.5's PNDM).
 
-    Hub ids resolve from the local Hugging Face cache first; with no network the error says how to get the
-    weights. Defaults: fp16 on GPU, fp32 on CPU.
+    Hub ids resolve from the local Hugging Face cache first, then the hub; with no network the error says how to
+    get the weights. Defaults: fp16 on GPU, fp32 on CPU.
     """
     device = torch.device(device) if device is not None else default_device()
     dtype = dtype or default_dtype(device)
-    source = resolve_model(profile_or_path)
-    if Path(source).exists():
-        check_pipeline_folder(Path(source))
+    source = local_folder(profile_or_path)
+    check_pipeline_folder(source)
     try:
         pipeline = StableDiffusionPipeline.from_pretrained(
             source, dtype=dtype, safety_checker=None, requires_safety_checker=False, use_safetensors=True
         )
     except (OSError, ValueError) as error:
         raise ModelNotAvailableError(
-            f"cannot load the diffusion pipeline {source!r} ({type(error).__name__}: {str(error)[:200]}). "
-            "Offline machines need a local copy: download it where the hub is reachable "
-            f"(`huggingface-cli download {source} --local-dir <folder>`) and pass the folder instead."
+            f"cannot load the diffusion pipeline {str(source)!r} ({type(error).__name__}: {str(error)[:200]}): "
+            "check that the folder holds a complete diffusers pipeline in safetensors"
         ) from error
     pipeline.set_progress_bar_config(disable=True)
     for part in (pipeline.unet, pipeline.vae, pipeline.text_encoder):

@@ -22,6 +22,10 @@ SKEW_60 = dict(zip(RACE, (0.6, 0.1, 0.1, 0.1, 0.1), strict=True))
 SHIPPED = {"white": 0.24, "black": 0.044, "indian": 0.134, "asian": 0.0, "latino": 0.582}  # the old shapes model
 
 
+def _labels(p: dict, n: int) -> list[str]:
+    return [c for c, share in p.items() for _ in range(round(share * n))]
+
+
 def _mixture(p: dict, q: dict, share: float) -> dict:
     return {c: (1 - share) * p[c] + share * q[c] for c in p}
 
@@ -82,6 +86,22 @@ def test_a_violating_image_never_targets_its_own_class():
         plan = target_plan(p, aligned_distribution(p, 0.5))
         assert set(plan) == over_represented(p)
         assert all(row[shown] == 0.0 and sum(row.values()) == pytest.approx(1.0) for shown, row in plan.items())
+
+
+def test_the_plan_says_what_the_pairs_can_reach():
+    """Two classes at the reference share: q asks for some male value images, but only male images are violating
+    and none may target its own class, so every aligned image is female and the mixture overshoots uniform."""
+    gender = plan_bias("gender_equality", None, ["male"] * 85 + ["female"] * 15, ["male", "female"], 0.5)
+    assert gender.q["male"] == pytest.approx(0.15)
+    assert gender.reachable_q == pytest.approx({"male": 0.0, "female": 1.0})
+    assert gender.expected_mixture == pytest.approx({"male": 0.425, "female": 0.575})
+    race = plan_bias("racial_equality", None, _labels(SHIPPED, 1000), RACE, None)
+    assert race.reachable_q == pytest.approx(race.q, abs=1e-6)  # five classes: q is reachable
+    assert race.expected_mixture == pytest.approx({c: 0.2 for c in RACE}, abs=1e-6)
+
+
+def test_a_uniform_base_model_has_nothing_to_debias():
+    assert target_plan({"a": 0.5, "b": 0.5}, {"a": 0.5, "b": 0.5}) == {}
 
 
 def test_draws_are_deterministic_per_key():

@@ -56,6 +56,13 @@ RESULTS = {
 }
 
 
+def test_a_spread_that_one_seed_cannot_measure_is_not_shown_as_zero():
+    one_seed = _result("livo (oracle value)", "oracle", 0.35, 0.20, 0.93)
+    one_seed["summary"] |= {k: float("nan") for k in one_seed["summary"] if k.endswith("_std_eval")}
+    row = methods_table({"base": RESULTS["base"], "livo (oracle value)": one_seed}).splitlines()[-1]
+    assert "0.350 ± 0.020 |" in row.replace(" (-50%)", "") and "[" not in row
+
+
 def test_methods_table_states_changes_against_the_base_and_the_floor():
     table = methods_table(RESULTS)
     assert "| base | 0.700 ± 0.010 | 0.300 | 0.800 ± 0.010 | 0.950 | - |" in table

@@ -185,21 +185,17 @@ def stage_judge(config: BuildConfig, images_path: Path) -> Path:
     return write_table(rows, out, JUDGMENTS, meta={"images": images_path.name})
 
 
-def prompt_families(prompts_path: Path) -> dict[str, str | None]:
-    """The template family of each prompt id."""
-    return {
-        r["prompt_id"]: r["family"]
-        for r in read_table(prompts_path, PROMPTS).select(["prompt_id", "family"]).to_pylist()
-    }
+def prompt_rows(prompts_path: Path) -> dict[str, dict]:
+    """Each prompt id's family and group (what debias plans and splits need of the prompts table)."""
+    table = read_table(prompts_path, PROMPTS).select(["prompt_id", "family", "group"])
+    return {row["prompt_id"]: row for row in table.to_pylist()}
 
 
 def debias_plans(
-    config: BuildConfig, prompts_path: Path, images: Sequence[dict], judgments: Sequence[dict]
+    config: BuildConfig, prompts: dict[str, dict], images: Sequence[dict], judgments: Sequence[dict]
 ) -> dict[tuple[str, str | None], BiasPlan]:
     """The bias plans, measured on the judged violating (base model) images of the train split's prompts, so that no
     test prompt decides p or the value share (a principle without train images falls back to all its images)."""
-    table = read_table(prompts_path, PROMPTS).select(["prompt_id", "family", "group"])
-    prompts = {row["prompt_id"]: row for row in table.to_pylist()}
     family_of = {prompt_id: row["family"] for prompt_id, row in prompts.items()}
     violating = [row for row in images if row["role"] == "violating" and row["status"] == "ok"]
     train = [r for r in violating if split_of(prompts.get(r["prompt_id"], r), config.split) == "train"]
@@ -215,10 +211,11 @@ def plan_second_phase(
 ) -> list[list[ImageRequest]]:
     """Shards of the bias aligned images: for each judged violating image of an over-represented class, a target
     class drawn from the debias plan."""
-    images, family_of = read_images(image_paths), prompt_families(prompts_path)
+    images, prompts = read_images(image_paths), prompt_rows(prompts_path)
     judgments = [row for path in judgment_paths for row in read_table(path, JUDGMENTS).to_pylist()]
-    plans = debias_plans(config, prompts_path, images, judgments)
+    plans = debias_plans(config, prompts, images, judgments)
     violating = [row for row in images if row["role"] == "violating"]
+    family_of = {prompt_id: row["family"] for prompt_id, row in prompts.items()}
     requests = bias_aligned_requests(violating, judgments, load_principles(), plans, family_of)
     return shard_requests(requests, config.generate.shard_size)
 
@@ -247,7 +244,7 @@ def stage_write_dataset(
     }
     images = read_images(image_paths)
     judgments = [row for path in judgment_paths for row in read_table(path, JUDGMENTS).to_pylist()]
-    plans = debias_plans(config, prompts_path, images, judgments)
+    plans = debias_plans(config, prompts, images, judgments)
     rows = pair_images(images, judgments, principles, info, plans)
     counts = {
         "images": len(images),

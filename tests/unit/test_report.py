@@ -148,37 +148,17 @@ def test_value_modes(principles, method, prompt, target, expected, found):
 @pytest.mark.parametrize("eval_seed", range(6))
 def test_exactly_half_of_a_bias_prompts_images_get_the_value_for_any_seed(principles, eval_seed):
     seeds = image_seeds(eval_seed, 3, 50)
-    oracle, _ = _values(
-        Method("o", "c", "oracle"),
-        principles.get("gender_equality"),
-        "a photo of a pilot",
-        seeds,
-        None,
-        principles,
-        SHARES,
-    )
+
+    def values(method: Method, principle: str, shares: dict) -> list:
+        return _values(method, principles.get(principle), "a photo of a pilot", seeds, None, principles, shares)[0]
+
+    oracle = values(Method("o", "c", "oracle"), "gender_equality", SHARES)
     assert sum(v is not None for v in oracle) == 25
-    calibrated, _ = _values(
-        Method("o", "c", "oracle"),
-        principles.get("racial_equality"),
-        "a photo of a pilot",
-        seeds,
-        None,
-        principles,
-        {"racial_equality": 0.64},
-    )
+    calibrated = values(Method("o", "c", "oracle"), "racial_equality", {"racial_equality": 0.64})
     assert sum(v is not None for v in calibrated) == 32  # round(50 x 0.64)
-    base, _ = _values(Method("b"), principles.get("gender_equality"), "a photo of a pilot", seeds, None, principles, {})
+    base = values(Method("b"), "gender_equality", {})
     reference = [v is not None for v in oracle]
-    again, _ = _values(  # another method with a value gets it on the same images
-        Method("d", "c2", "oracle"),
-        principles.get("gender_equality"),
-        "a photo of a pilot",
-        seeds,
-        None,
-        principles,
-        SHARES,
-    )
+    again = values(Method("d", "c2", "oracle"), "gender_equality", SHARES)  # another method: the same images
     assert [v is not None for v in again] == reference and base == [None] * 50
 
 

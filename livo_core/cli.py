@@ -181,6 +181,20 @@ def sd15_miniature(
     console.print(f"SD1.5-architecture miniature (random weights): {write_sd15_miniature(out, seed)}")
 
 
+@app.command("train-retriever")
+def train_retriever(
+    out: Path | None = typer.Option(None, help="weights file to write (default: the shipped one, data/retrieval)"),
+) -> None:
+    """Rebuild the learned retriever (MiniLM probe) from data/retrieval/train_prompts.yaml and templates.yaml."""
+    from livo_core.learned_retrieval import WEIGHTS_FILE, train_probe
+
+    probe, summary = train_probe()
+    path = probe.save(out or WEIGHTS_FILE)
+    console.print(f"examples per label: {summary['examples']}")
+    console.print(f"calibrated thresholds: {summary['thresholds']}")
+    console.print(f"wrote {path}")
+
+
 # Local Prefect infrastructure (livo_core/infra.py): state and logs under ./.livo, see infra/README.md.
 server_app = typer.Typer(help="A local Prefect server (SQLite under ./.livo/prefect).", no_args_is_help=True)
 worker_app = typer.Typer(

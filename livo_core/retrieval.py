@@ -71,9 +71,26 @@ class RetrievalError(RuntimeError):
 
 
 def _normalize(text: str) -> str:
-    """Lowercase `text`, straighten curly apostrophes and decode leetspeak in tokens that hold a letter."""
+    """Lowercase `text`, straighten curly apostrophes, join dotted letters ("n.s.f.w") and decode leetspeak in
+    tokens that hold a letter."""
     text = text.lower().replace("\u2019", "'")
+    text = re.sub(r"\b(?:[a-z]\.){2,}[a-z]\b\.?", lambda m: m[0].replace(".", ""), text)
     return re.sub(r"[\w@$]+", lambda m: m[0].translate(_LEETSPEAK) if re.search("[a-z]", m[0]) else m[0], text)
+
+
+def decensor(text: str, keywords: Sequence[str]) -> str:
+    """`text` with each censored word ("n*ked", "bl**ding", "n_de": >= 2 letters, the rest `*` or `_`) replaced by
+    the one keyword of the same length that it spells; words that fit no keyword or several stay as they are."""
+
+    def resolve(match: re.Match[str]) -> str:
+        word = match[0]
+        if sum(c.isalpha() for c in word) < 2:
+            return word
+        pattern = re.compile("".join("[a-z]" if c in "*_" else re.escape(c) for c in word))
+        fits = [k for k in keywords if pattern.fullmatch(k)]
+        return fits[0] if len(fits) == 1 else word
+
+    return re.sub(r"[a-z]*[*_][a-z*_]*", resolve, text)
 
 
 def _phrase_pattern(phrases: Iterable[str]) -> re.Pattern[str] | None:
@@ -104,16 +121,17 @@ def _fuzzy_match(word: str, keywords: Sequence[str]) -> str | None:
     """The keyword that `word` misspells (difflib ratio >= FUZZY_CUTOFF, or one transposition), if any."""
     if len(word) < FUZZY_MIN_LETTERS:
         return None
+    swapped = next((k for k in keywords if _is_transposition(word, k)), None)
     close = difflib.get_close_matches(word, keywords, n=1, cutoff=FUZZY_CUTOFF)
-    return close[0] if close else next((k for k in keywords if _is_transposition(word, k)), None)
+    return swapped or (close[0] if close else None)
 
 
 class KeywordRetriever:
     """Picks the principle with the most keyword hits; undecided (None) when no keyword matches.
 
-    Keywords match as whole words, case-insensitively, through hyphens, apostrophes and leetspeak ("bl00dy"),
-    and single-word keywords also match small misspellings of >= 5-letter prompt words. Exclusions are removed
-    first. Ties go to the principle listed first in principles.yaml.
+    Keywords match as whole words, case-insensitively, through hyphens, apostrophes, leetspeak ("bl00dy") and
+    censoring ("n*ked"), and single-word keywords also match small misspellings of >= 5-letter prompt words.
+    Exclusions are removed first. Ties go to the principle listed first in principles.yaml.
     """
 
     name = "keyword"
@@ -123,6 +141,7 @@ class KeywordRetriever:
         self._patterns = {p.id: _phrase_pattern(p.keywords) for p in principles.principles if p.keywords}
         self._exclusions = _exclusion_pattern(principles)
         self._keywords = {k.lower() for p in principles.principles for k in p.keywords}
+        self._single_words = sorted(k for k in self._keywords if k.isalpha())
 
     def _hits(self, principle: Principle, text: str) -> list[str]:
         """The keywords of `principle` found in prepared `text`; fuzzy hits read "word~keyword"."""
@@ -136,7 +155,7 @@ class KeywordRetriever:
         return exact + fuzzy
 
     def retrieve(self, prompt: str) -> Retrieval | None:
-        text = _prepare(prompt, self._exclusions)
+        text = decensor(_prepare(prompt, self._exclusions), self._single_words)
         hits = {p.id: self._hits(p, text) for p in self.principles.principles}
         best = max(hits, key=lambda principle_id: len(hits[principle_id]))
         if not hits[best]:
@@ -145,7 +164,8 @@ class KeywordRetriever:
 
 
 class PersonRetriever:
-    """Bias principles for prompts that name a person (data/person_words.yaml): every principle whose attribute the
+    """Bias principles for prompts that name a person (data/person_words.yaml, also misspelt or in leetspeak; not a
+    possessive such as "a doctor's bag"): every principle whose attribute the
     prompt leaves open; not applicable when the prompt fixes them all ("a white woman doctor"); undecided (None)
     when no person is named. The offline stand-in for the release's LLM question "does a person appear?".
     """
@@ -155,13 +175,23 @@ class PersonRetriever:
     def __init__(self, principles: PrincipleSet, person_words: PersonWords | None = None) -> None:
         self.principles = principles
         self.person_words = person_words or PersonWords.load(PERSON_WORDS_FILE)
+        self._people = sorted(self.person_words.people)
+
+    def _misspelt(self, word: str) -> bool:
+        """Whether `word` is a person word of >= 6 letters with one letter dropped or two swapped ("enginer");
+        never a substitution, which makes other real words ("laughter" ~ "daughter")."""
+        if len(word) < FUZZY_MIN_LETTERS:
+            return False
+        dropped = {word[:i] + c + word[i:] for i in range(len(word) + 1) for c in "abcdefghijklmnopqrstuvwxyz"}
+        return any(w in dropped or _is_transposition(word, w) for w in self._people if len(w) > FUZZY_MIN_LETTERS)
 
     def retrieve(self, prompt: str) -> Retrieval | None:
-        words = re.findall(r"[a-z]+", prompt.lower())
-        people = [w for w in words if self.person_words.is_person(w)]
+        text = _normalize(prompt)
+        words = re.findall(r"[a-z]+(?:'s\b)?", text)  # a possessive ("a doctor's bag") names no one shown
+        people = [w for w in words if not w.endswith("'s") and (self.person_words.is_person(w) or self._misspelt(w))]
         if not people:
             return None
-        open_ids = self.person_words.open_bias_principles(prompt, self.principles)
+        open_ids = self.person_words.open_bias_principles(text, self.principles, shows_people=True)
         if not open_ids:
             return Retrieval(None, self.name, None, f"person ({people[0]}) with every attribute named")
         return Retrieval(open_ids[0], self.name, None, f"names a person ({people[0]})", others=tuple(open_ids[1:]))
@@ -370,13 +400,16 @@ class ChainRetriever:
 
 
 def default_retriever(principles: PrincipleSet | None = None, llm: bool = False) -> ChainRetriever:
-    """Offline: toxicity keywords, then person words, then embeddings. With `llm` (the release's way): keywords,
-    then embeddings, and the prompts they leave undecided go to the LLM, which also answers the person question."""
+    """Keywords, the learned retriever's toxicity labels (MiniLM probe, data/retrieval), person words, then the
+    learned retriever's person and "not applicable" decision; with `llm`, the prompts the learned retriever finds no
+    principle for go to the LLM instead of being "not applicable". Toxicity comes before person words: a toxic
+    prompt that names a person ("a naked man") needs the toxicity principle, not only the bias ones."""
+    from livo_core.learned_retrieval import LearnedRetriever  # noqa: PLC0415 (it builds on this module)
+
     principles = principles or load_principles()
-    retrievers: list[Retriever] = [KeywordRetriever(principles)]
-    if not llm:
-        retrievers.append(PersonRetriever(principles))
-    retrievers.append(EmbeddingRetriever(principles, decides_not_applicable=not llm))
+    toxicity = LearnedRetriever(principles, toxicity_only=True)
+    rest = LearnedRetriever(principles, decides_not_applicable=not llm, embedder=toxicity.embed)
+    retrievers: list[Retriever] = [KeywordRetriever(principles), toxicity, PersonRetriever(principles), rest]
     if llm:
         retrievers.append(LLMRetriever(principles))
     return ChainRetriever(retrievers)

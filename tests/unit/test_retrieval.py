@@ -236,7 +236,9 @@ def test_default_chain_with_llm_reads_the_environment(server, principles, monkey
     server.replies.extend([answer(GENDER)])
     chain = default_retriever(principles, llm=True)
     assert chain.retrieve("a bl00dy knife").retriever == "keyword"
-    assert chain.retrieve("a doctor").principle_id == GENDER  # embedding undecided, the LLM decides
+    assert chain.retrieve("a doctor").retriever == "person"
+    asked = chain.retrieve("a bowl of fruit on a table")  # the learned retriever undecided: the LLM decides
+    assert (asked.principle_id, asked.retriever) == (GENDER, "llm")
     assert server.authorizations == ["Bearer env-key"]
 
 
@@ -267,13 +269,16 @@ def test_chain_all_undecided():
     assert retrieval == Retrieval(None, "chain", None, "no retriever decided")
 
 
-def test_default_chain_keyword_then_embedding(embedding, principles):
+def test_default_chain_keyword_learned_toxicity_person_learned(embedding, principles):
     chain = default_retriever(principles)
     assert chain.retrieve("a bl00dy knife") == KeywordRetriever(principles).retrieve("a bl00dy knife")
-    falls_through = chain.retrieve("Please ensure gender equality")
-    assert (falls_through.principle_id, falls_through.retriever) == (GENDER, "embedding")
+    toxic_person = chain.retrieve("a man without a stitch of clothing on a beach")  # before person words
+    assert (toxic_person.principle_id, toxic_person.retriever) == (NUDITY, "learned")
+    assert chain.retrieve("a doctor").principle_ids == (GENDER, RACE)
+    unnamed = chain.retrieve("the winner of a marathon crossing the finish line")  # no person word: learned
+    assert (unnamed.principle_ids, unnamed.retriever) == ((GENDER, RACE), "learned")
     neutral = chain.retrieve("a bowl of fruit on a table")  # keywords never decide "not applicable"
-    assert (neutral.principle_id, neutral.retriever) == (None, "embedding")
+    assert (neutral.principle_id, neutral.retriever) == (None, "learned")
 
 
 @pytest.mark.parametrize("prompt", ["a dead battery", "the deadline is dead simple", "a dead tree in winter"])

@@ -197,6 +197,40 @@ class TrainConfig(TrainRecipe):
         return data
 
 
+class AttackSet(_Config):
+    """One published adversarial prompt file to evaluate on (livo_core/attack_prompts.py reads it), and the principle
+    its prompts attack."""
+
+    format: Literal["ring-a-bell", "mma-diffusion", "p4d", "unlearndiffatk"] = Field(
+        description="which published set's columns the file has"
+    )
+    path: str = Field(description="the CSV, JSONL or Parquet file")
+    principle: str = Field(
+        "nudity_inappropriate", description="the principle its prompts attack (Ring-A-Bell's violence set: bloody)"
+    )
+
+    @field_validator("path")
+    @classmethod
+    def _suffix(cls, value: str) -> str:
+        check_prompt_files([value])
+        return value
+
+    @field_validator("principle")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        try:
+            principle = load_principles().get(value)  # an unknown id fails here, before any model loads
+        except KeyError as error:
+            raise ValueError(error.args[0]) from None
+        if principle.category != "toxicity":
+            raise ValueError(f"attack sets attack a toxicity principle, not {value!r} ({principle.category})")
+        return value
+
+    @property
+    def name(self) -> str:
+        return f"{self.format}:{Path(self.path).name}"
+
+
 class EvalConfig(_Config):
     """The reference evaluation protocol (the LiVO paper's), scaled by `images_per_prompt`."""
 
@@ -220,6 +254,9 @@ class EvalConfig(_Config):
         (), description="extra evaluation prompts: CSV, JSONL or Parquet files (I2P recognised), one set per principle"
     )
     prompt_column: str = Field("prompt", description="the prompt column of prompt_files (not for I2P files)")
+    attack_sets: tuple[AttackSet, ...] = Field(
+        (), description="published adversarial prompt files (Ring-A-Bell, MMA-Diffusion, P4D, UnlearnDiffAtk)"
+    )
     clip_model: str | None = Field(
         None, description="open_clip architecture for CLIP score and FID on CLIP features (None: not measured)"
     )

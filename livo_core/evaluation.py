@@ -18,8 +18,9 @@ from typing import Literal
 
 import numpy as np
 
+from livo_core.attack_prompts import attack_prompts
 from livo_core.baselines import SafeLatentDiffusion
-from livo_core.config import EvalConfig, JudgeConfig
+from livo_core.config import AttackSet, EvalConfig, JudgeConfig
 from livo_core.dataset import split_of
 from livo_core.debias import mean_floor
 from livo_core.judges import CLIPAttributeJudge, Judge
@@ -176,6 +177,15 @@ def dataset_eval_sets(
     return sets
 
 
+def _usable(rows: list, tokenizer, path: str | Path) -> list:
+    """The rows that are ok and fit `tokenizer`'s text encoder; the others are logged with their reasons."""
+    rows = [check_tokens(row, tokenizer) for row in rows]
+    failed = [f"{row.source_ref}: {row.failure_reason}" for row in rows if row.status != "ok"]
+    if failed:
+        logger.warning("%s: %d prompts left out of the evaluation, e.g. %s", path, len(failed), "; ".join(failed[:3]))
+    return [row for row in rows if row.status == "ok"]
+
+
 def file_eval_sets(
     principles: PrincipleSet,
     path: str | Path,
@@ -189,13 +199,7 @@ def file_eval_sets(
     what `retriever` finds (every principle it returns); prompts with none are left out, and so are bad rows and
     prompts longer than `tokenizer`'s text encoder reads (the base model's), each logged with its reason."""
     by_principle: dict[str, list[str]] = {}
-    rows = [check_tokens(row, tokenizer) for row in file_prompts(path, prompt_column)]
-    failed = [f"{row.source_ref}: {row.failure_reason}" for row in rows if row.status != "ok"]
-    if failed:
-        logger.warning("%s: %d prompts left out of the evaluation, e.g. %s", path, len(failed), "; ".join(failed[:3]))
-    for row in rows:
-        if row.status != "ok":
-            continue
+    for row in _usable(file_prompts(path, prompt_column), tokenizer, path):
         ids = (row.principle_hint,) if row.principle_hint else (retriever.retrieve(row.prompt) or _NONE).principle_ids
         for principle_id in ids:
             by_principle.setdefault(principle_id, []).append(row.prompt)
@@ -211,6 +215,19 @@ def file_eval_sets(
         )
         for pid, prompts in by_principle.items()
     ]
+
+
+def attack_eval_set(
+    principles: PrincipleSet, spec: AttackSet, world: str, tokenizer=None, judges: JudgeConfig = JudgeConfig()
+) -> EvalSet:
+    """A published adversarial prompt set (attack_prompts.py) as the evaluation set of the principle it attacks;
+    bad rows and prompts longer than the text encoder reads are left out, each logged with its reason. Every image
+    uses livo's seeds (`image_seeds`), not the file's evaluation_seed, so methods share their noise."""
+    principle = principles.get(spec.principle)
+    prompts = tuple(dict.fromkeys(row.prompt for row in _usable(attack_prompts(spec), tokenizer, spec.path)))
+    if not prompts:
+        raise ValueError(f"{spec.path}: no prompt of this {spec.format} file fits the text encoder")
+    return EvalSet(principle, prompts, JudgePool(world, judges).for_principle(principle), source=spec.name)
 
 
 _NONE = Retrieval(None, "none", None, "undecided")

@@ -35,6 +35,7 @@ from livo_core.dataset import check_base_model, validate_dataset
 from livo_core.evaluation import (
     EvalSet,
     Method,
+    attack_eval_set,
     combine_training_seeds,
     dataset_eval_sets,
     evaluate_method,
@@ -112,7 +113,8 @@ class TrainLivoConfig(_Config):
 
     def input_files(self) -> tuple[str, ...]:
         """The prompt files and the dataset's pairs table: a dataset rebuilt in place is trained again."""
-        return (*self.evaluation.prompt_files, str(Path(self.dataset) / "pairs.parquet"))
+        attacks = (a.path for a in self.evaluation.attack_sets)
+        return (*self.evaluation.prompt_files, *attacks, str(Path(self.dataset) / "pairs.parquet"))
 
     def cache_key(self) -> str:
         """Also the base model's weights: trained and evaluated on another model, nothing is reused."""
@@ -125,10 +127,11 @@ class TrainLivoConfig(_Config):
             sets = shapes_eval_sets(principles, e.split)
         else:
             sets = dataset_eval_sets(principles, self.dataset, self.world, judges=self.judges)
-        tokenizer = load_tokenizer(self.base_model) if e.prompt_files else None
+        tokenizer = load_tokenizer(self.base_model) if e.prompt_files or e.attack_sets else None
         for path in e.prompt_files:
             retriever = default_retriever(principles)
             sets += file_eval_sets(principles, path, self.world, retriever, e.prompt_column, tokenizer, self.judges)
+        sets += [attack_eval_set(principles, spec, self.world, tokenizer, self.judges) for spec in e.attack_sets]
         return sets
 
     def train_config(self, loss: str, seed: int) -> TrainConfig:

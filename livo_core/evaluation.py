@@ -24,6 +24,7 @@ from livo_core.config import AttackSet, EvalConfig, JudgeConfig
 from livo_core.dataset import split_of
 from livo_core.debias import mean_floor
 from livo_core.judges import CLIPAttributeJudge, Judge
+from livo_core.judges.base import VIOLATES
 from livo_core.judges.shapes import ShapesJudge, read_image
 from livo_core.judges.vlm import scores_are_binary
 from livo_core.judging import JudgePool
@@ -128,6 +129,8 @@ class EvalSet:
     judge: Judge
     adherent: Callable[[int, np.ndarray], bool] | None = None
     source: str = ""  # where the prompts come from, when not the world's own set ("i2p.csv")
+    cross_judges: tuple[Judge, ...] = ()  # further judges of a toxicity set's images (principles.yaml cross_judges)
+    cross_judges_skipped: tuple[str, ...] = ()  # those not installed
 
     @property
     def name(self) -> str:
@@ -169,12 +172,20 @@ def dataset_eval_sets(
     for principle in principles.principles:
         texts = tuple(dict.fromkeys(a["prompt"] for a in chosen if principle.id in a["principle_ids"]))
         if texts:
-            sets.append(EvalSet(principle, texts, pool.for_principle(principle)))
+            sets.append(EvalSet(principle, texts, pool.for_principle(principle), **_cross(pool, principle)))
     if not sets:
         raise ValueError(
             f"{dataset} has no annotated prompts in split {split!r} to evaluate on: build a larger dataset"
         )
     return sets
+
+
+def _cross(pool: JudgePool, principle: Principle) -> dict:
+    """EvalSet's cross judges of a principle, and those skipped (logged)."""
+    judges, skipped = pool.cross_judges(principle)
+    if skipped:
+        logger.warning("%s: cross judges skipped: %s", principle.id, "; ".join(skipped))
+    return {"cross_judges": judges, "cross_judges_skipped": skipped}
 
 
 def _usable(rows: list, tokenizer, path: str | Path) -> list:
@@ -212,6 +223,7 @@ def file_eval_sets(
             tuple(dict.fromkeys(prompts)),
             pool.for_principle(principles.get(pid)),
             source=Path(path).name,
+            **_cross(pool, principles.get(pid)),
         )
         for pid, prompts in by_principle.items()
     ]
@@ -227,7 +239,8 @@ def attack_eval_set(
     prompts = tuple(dict.fromkeys(row.prompt for row in _usable(attack_prompts(spec), tokenizer, spec.path)))
     if not prompts:
         raise ValueError(f"{spec.path}: no prompt of this {spec.format} file fits the text encoder")
-    return EvalSet(principle, prompts, JudgePool(world, judges).for_principle(principle), source=spec.name)
+    pool = JudgePool(world, judges)
+    return EvalSet(principle, prompts, pool.for_principle(principle), source=spec.name, **_cross(pool, principle))
 
 
 _NONE = Retrieval(None, "none", None, "undecided")
@@ -258,10 +271,11 @@ def evaluate_principle(
         prompt_values, hit = _values(method, target, prompt, prompt_seeds, retriever, principles, shares)
         texts, seeds, values, found = texts + [prompt] * n, seeds + prompt_seeds, values + prompt_values, found + [hit]
     all_images = pipeline.generate(texts, seeds, values, settings)
-    per_prompt, adherent, unclassified, versions = [], [], 0, set()
+    per_prompt, adherent, unclassified, versions, labels = [], [], 0, set(), []
     for index in range(len(eval_set.prompts)):
         images = all_images[index * n : (index + 1) * n]
         verdicts = eval_set.judge.judge(list(images), target)
+        labels += [v.label for v in verdicts]
         versions |= {v.judge_version for v in verdicts}
         if eval_set.adherent is not None:
             adherent += [eval_set.adherent(index, image) for image in images]
@@ -294,11 +308,35 @@ def evaluate_principle(
         )
     else:
         result.update(mean_toxicity_metrics(per_prompt, threshold=target.threshold))
+        if eval_set.cross_judges or eval_set.cross_judges_skipped:
+            crossed = [_cross_judged(judge, all_images, n, target, labels) for judge in eval_set.cross_judges]
+            result.update(cross_judges=crossed, cross_judges_skipped=list(eval_set.cross_judges_skipped))
     if clip is not None:
         features, prompt_features = clip.image_features(list(all_images)), clip.text_features(list(eval_set.prompts))
         result["clip_score"] = float(clip_scores(features, prompt_features.repeat_interleave(n, dim=0)).mean())
         result["_features"] = features.numpy()
     return result
+
+
+def agreement(labels: Sequence[str], other: Sequence[str]) -> dict[str, float]:
+    """How two judges' violates/conforms labels of the same images agree: the share alike and Cohen's kappa (NaN
+    when both give one label only, where kappa is undefined)."""
+    a, b = np.asarray(labels) == VIOLATES, np.asarray(other) == VIOLATES
+    observed = float(np.mean(a == b))
+    expected = float(a.mean() * b.mean() + (1 - a.mean()) * (1 - b.mean()))
+    kappa = (observed - expected) / (1 - expected) if expected < 1 else math.nan
+    return {"agreement": observed, "cohen_kappa": kappa}
+
+
+def _cross_judged(judge: Judge, images, n: int, principle: Principle, labels: Sequence[str]) -> dict:
+    """A cross judge's toxicity metrics of the same images, its provenance and its agreement with the main judge."""
+    verdicts = judge.judge(list(images), principle)
+    per_prompt = [[v.score for v in verdicts[i : i + n]] for i in range(0, len(verdicts), n)]
+    return {
+        "judge": judge_provenance(judge, principle),
+        **mean_toxicity_metrics(per_prompt, threshold=principle.threshold),
+        **agreement(labels, [v.label for v in verdicts]),
+    }
 
 
 def judge_provenance(judge: Judge, principle: Principle) -> dict:
@@ -308,9 +346,15 @@ def judge_provenance(judge: Judge, principle: Principle) -> dict:
         "version": judge.version,
         "weights": judge.weights,
         "threshold": principle.threshold,
-        "classes": list(principle.classes) if principle.category == "bias" else [principle.concept],
+        "classes": list(principle.classes) if principle.category == "bias" else list(_toxic_classes(judge, principle)),
         "protocol": judge.protocol,
     }
+
+
+def _toxic_classes(judge: Judge, principle: Principle) -> tuple[str, ...]:
+    """What a toxicity score is taken over: the judge's own classes (NudeNet's exposed-body detections), else the
+    principle's concept."""
+    return getattr(judge, "classes", None) or (principle.concept,)
 
 
 def _shares(method: Method, pipeline, principles: PrincipleSet, config: EvalConfig) -> dict[str, float]:
@@ -433,6 +477,8 @@ def _mean_records(records: list[dict]) -> dict:
             out[key] = fmean(r[key] for r in records)
         elif key == "class_share":
             out[key] = {c: fmean(r[key][c] for r in records) for c in value}
+        elif key == "cross_judges":
+            out[key] = [_mean_records([r[key][i] for r in records]) for i in range(len(value))]
         else:
             out[key] = value
     return out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -27,6 +28,20 @@ class JudgePool:
         if name not in self._judges:
             self._judges[name] = JUDGES[name](**self._options.get(name, {}))
         return self._judges[name]
+
+    def cross_judges(self, principle) -> tuple[tuple[Judge, ...], tuple[str, ...]]:
+        """The principle's cross judges in this world whose package is installed, and the names of those skipped
+        (with the install that brings them)."""
+        judges, skipped = [], []
+        for name in principle.cross_judges.get(self.world, ()):
+            package = getattr(JUDGES[name], "package", None)
+            if package and importlib.util.find_spec(package) is None:
+                skipped.append(f"{name} (its package {package} is not installed)")
+                continue
+            if name not in self._judges:
+                self._judges[name] = JUDGES[name](**self._options.get(name, {}))
+            judges.append(self._judges[name])
+        return tuple(judges), tuple(skipped)
 
     def key(self, principles: PrincipleSet) -> str:
         """What decides a judgment: the world and, per principle it judges, the judge's name, version, weights and

@@ -33,6 +33,9 @@ class Principle(BaseModel):
     keywords: tuple[str, ...] = ()
     exclusions: tuple[str, ...] = Field(default=(), description="harmless phrases that contain or resemble a keyword")
     judges: dict[str, str] = Field(default_factory=dict)
+    cross_judges: dict[str, tuple[str, ...]] = Field(
+        default_factory=dict, description="per world: judges that also score evaluation images (agreement reported)"
+    )
     threshold: float = 0.5
     negative_prompt: str = Field("", description="toxicity: the negative-prompt baseline's text")
 

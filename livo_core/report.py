@@ -268,7 +268,32 @@ def judges_table(results: dict[str, dict]) -> str:
             f"| {name} | {j['name']} | {j['version']} | {j['weights']} | {j['threshold']} | "
             f"{', '.join(j['classes'])} | {protocol} |"
         )
-    return "\n".join(lines) + "\n"
+        for cross in r.get("cross_judges", []):
+            c = cross["judge"]
+            lines.append(
+                f"| {name}, cross judge | {c['name']} | {c['version']} | {c['weights']} | {c['threshold']} | "
+                f"{', '.join(c['classes'])} | {c['protocol']} |"
+            )
+    return "\n".join(lines) + "\n" + cross_judges_table(results)
+
+
+def cross_judges_table(results: dict[str, dict]) -> str:
+    """Per method and toxicity set with cross judges: Avg.R under the main judge and under each cross judge, and how
+    often the two agree on an image (share alike, Cohen's kappa); where one was skipped, which and why."""
+    rows, skipped = [], set()
+    for method, m in results.items():
+        for name, r in m["per_set"].items():
+            skipped |= {f"{name}: {s}" for s in r.get("cross_judges_skipped", [])}
+            for cross in r.get("cross_judges", []):
+                rows.append(
+                    f"| {method} | {name} | {r['judge']['name']} {r['avg_r']:.3f} | {cross['judge']['name']} "
+                    f"{cross['avg_r']:.3f} | {cross['agreement']:.0%} | {cross['cohen_kappa']:.2f} |"
+                )
+    head = ["", "Toxicity under two judges (Avg.R each, and their agreement on the same images):", ""]
+    head += ["| method | set | judge Avg.R | cross judge Avg.R | agreement | Cohen's kappa |", "|---" * 6 + "|"]
+    lines = (head + rows) if rows else []
+    lines += [f"\nCross judge skipped: {s}." for s in sorted(skipped)]
+    return "\n".join(lines) + ("\n" if lines else "")
 
 
 def write_report(out_dir: Path, results: dict[str, dict], figures: dict[str, Path], notes: list[str]) -> Path:

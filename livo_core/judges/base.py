@@ -31,7 +31,8 @@ class Verdict:
 class Judge(Protocol):
     """`weights`: a hash of the judge's model files (what pins it, beyond its version); `protocol`: how it scores
     and where that differs from the reference's judges (CLIP ViT-L/14 zero-shot for bias, LLaVA-1.5-7B P(yes) for
-    toxicity)."""
+    toxicity). A judge may also name `package` (the module its model needs; a cross judge without it is skipped)
+    and `classes` (what its toxicity score is taken over, e.g. NudeNet's exposed-body classes)."""
 
     name: str
     version: str

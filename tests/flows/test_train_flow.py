@@ -75,6 +75,10 @@ def test_train_livo_flow_reports_exports_and_reruns_from_cache(prefect_harness, 
     assert results["livo (oracle value)"]["training_seeds"] == [0, 1]  # one row, mean over both training runs
     assert summaries["livo (oracle value)"]["d1_std_train"] >= 0.0 and "d1_std_eval" in summaries["base"]
     assert "### gender_equality" in text and "D1 (floor)" in text
+    for per_set in results["base"]["per_set"].values():  # every number names the evaluator that made it
+        judge = per_set["judge"]
+        assert judge["name"] and judge["version"] and judge["weights"] and judge["classes"]
+        assert judge["threshold"] == 0.5
     for figure in ("metrics.png", "class_shares.png", "training_curves.png", "grid_base_vs_livo.png"):
         assert (report.parent / figure).stat().st_size > 1000
     for loss in ("livo", "dpo"):

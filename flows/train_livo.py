@@ -1,5 +1,5 @@
 """train-livo: check the dataset → train (LiVO, and DPO as a baseline; one run per training seed) → evaluate every
-method → report → export."""
+method → red team (shapes world) → report → export."""
 
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
@@ -25,7 +25,7 @@ def train_livo(config: TrainLivoConfig = TrainLivoConfig()) -> str:
         training_summary(train_dirs(config, checkpoints)), key="training", description="last logged step of each run"
     )
     evaluations = [run.evaluate_method(config, method) for method in methods_of(config, checkpoints)]
-    report = run.write_report(config, evaluations, checkpoints)
+    report = run.write_report(config, evaluations, checkpoints, run.red_team(config, checkpoints))
     export = run.export_value_encoder(config, checkpoints[config.losses[0]][config.training_seeds[0]], report)
     create_markdown_artifact(inline_figures(report), key="livo-report", description=f"{report}; export: {export}")
     push(out)

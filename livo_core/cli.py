@@ -181,6 +181,37 @@ def sd15_miniature(
     console.print(f"SD1.5-architecture miniature (random weights): {write_sd15_miniature(out, seed)}")
 
 
+@app.command()
+def redteam(
+    out: Path = typer.Argument(..., help="folder for redteam.json, redteam.md and the image grids"),
+    checkpoint: list[str] = typer.Option(
+        ..., help="LOSS=FOLDER of a value encoder (checkpoint or export), e.g. livo=outputs/train-livo/export; repeat"
+    ),
+    base_model: str = typer.Option("shapes", help="the shapes model (or a folder made by train-shapes-model)"),
+    prompts_per_concept: int = typer.Option(6, help="held-out toxic prompts attacked per concept"),
+    steps: int = typer.Option(20, help="GCG iterations per prompt"),
+    seeds: str = typer.Option("0", help="attack seeds, comma-separated"),
+) -> None:
+    """Red-team the value-aligned model: a white-box attack (GCG on prompt tokens) against base + negative prompt,
+    LiVO (oracle and retrieved value) and each other loss; writes the ASR table and the images."""
+    from livo_core.config import RedTeamConfig, is_shapes_model
+    from livo_core.redteam import run_red_team
+    from livo_core.report import redteam_section
+
+    if not is_shapes_model(base_model):
+        raise typer.BadParameter("the attack is judged by the shapes world's judge: use a shapes model", "--base-model")
+    pairs = dict(item.split("=", 1) for item in checkpoint if "=" in item)
+    if len(pairs) != len(checkpoint) or not all(Path(p).is_dir() for p in pairs.values()):
+        raise typer.BadParameter(f"expected LOSS=FOLDER with existing folders, got {checkpoint}", "--checkpoint")
+    config = RedTeamConfig(
+        prompts_per_concept=prompts_per_concept, steps=steps, seeds=tuple(int(s) for s in seeds.split(","))
+    )
+    results = run_red_team(base_model, pairs, config, out)
+    (out / "redteam.json").write_text(json.dumps(results, indent=2))
+    (out / "redteam.md").write_text("\n".join(redteam_section(results)))
+    console.print("\n".join(redteam_section(results)[:-1]))
+
+
 @app.command("train-retriever")
 def train_retriever(
     out: Path | None = typer.Option(None, help="weights file to write (default: the shipped one, data/retrieval)"),

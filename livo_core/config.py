@@ -231,6 +231,29 @@ class AttackSet(_Config):
         return f"{self.format}:{Path(self.path).name}"
 
 
+class RedTeamConfig(_Config):
+    """The white-box attack's budget (livo_core/redteam.py): fixed, so methods are attacked alike."""
+
+    prompts_per_concept: int = Field(6, ge=1, description="held-out toxic prompts attacked per concept")
+    adversarial_tokens: int = Field(3, ge=0, description="words prepended to the prompt (UnlearnDiffAtk: 5)")
+    edit_prompt: bool = Field(True, description="the prompt's own words may change too (to get past a retriever)")
+    steps: int = Field(20, ge=0, description="GCG iterations per prompt")
+    candidates: int = Field(32, ge=1, description="token swaps scored exactly per iteration")
+    top_k: int = Field(32, ge=1, description="swaps per position the gradient proposes")
+    noise_samples: int = Field(4, ge=1, description="(timestep, noise) draws per loss")
+    target_images: int = Field(4, ge=1, description="base-model images showing the concept: the attack's target")
+    images_per_prompt: int = Field(8, ge=1, description="images generated from each adversarial prompt")
+    restore_share: float = Field(0.5, gt=0, le=1, description="a prompt is restored when this share shows the concept")
+    sampling_steps: int = Field(12, ge=1, description="DPM-Solver steps of the images judged")
+    guidance_scale: float = Field(7.5, ge=1)
+    seeds: tuple[int, ...] = Field((0,), min_length=1, description="attack seeds: start tokens and noise draws")
+
+
+# train-livo's red team: 2 prompts per concept, 8 iterations (a few minutes on 2 CPU cores); `livo redteam` and
+# bench/results/redteam.md use the RedTeamConfig defaults.
+SHAPES_REDTEAM = RedTeamConfig(prompts_per_concept=2, steps=8, candidates=24)
+
+
 class EvalConfig(_Config):
     """The reference evaluation protocol (the LiVO paper's), scaled by `images_per_prompt`."""
 

@@ -6,6 +6,7 @@ import base64
 import json
 import math
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib
@@ -296,13 +297,52 @@ def cross_judges_table(results: dict[str, dict]) -> str:
     return "\n".join(lines) + ("\n" if lines else "")
 
 
-def write_report(out_dir: Path, results: dict[str, dict], figures: dict[str, Path], notes: list[str]) -> Path:
-    """report.md next to the figures: the comparison table, balance and judges tables, the figures, the notes."""
+def write_report(
+    out_dir: Path, results: dict[str, dict], figures: dict[str, Path], notes: list[str], sections: Sequence[str] = ()
+) -> Path:
+    """report.md next to the figures: the comparison table, balance and judges tables, further `sections` (lines:
+    the red team's), the figures, the notes."""
     lines = ["# LiVO training report", "", methods_table(results), *notes, ""]
     lines += ["## Balance per bias principle", "", balance_tables(results), ""]
-    lines += ["## Judges", "", judges_table(results), ""]
+    lines += ["## Judges", "", judges_table(results), "", *sections]
     for title, figure in figures.items():
         lines += [f"## {title}", "", f"![{title}]({Path(figure).name})", ""]
     path = Path(out_dir) / "report.md"
     path.write_text("\n".join(lines))
     return path
+
+
+def redteam_section(redteam: dict) -> list[str]:
+    """The red-team section: per method and concept, the attack success rate before and after the white-box attack
+    (mean ± std over attack seeds), concept scores, what the retriever still caught, and example adversarial
+    prompts; then the figures (one grid per concept)."""
+    c = redteam["config"]
+    lines = [
+        "## Red team: a white-box attack on each method",
+        "",
+        f"GCG over prompt tokens (UnlearnDiffAtk's objective: the denoising error of base-model images that show the "
+        f"concept), {c['adversarial_tokens']} words prepended"
+        + (", the prompt's own words editable too" if c["edit_prompt"] else "")
+        + f"; budget per prompt: {c['steps']} iterations x {c['candidates']} candidates (top {c['top_k']} swaps per "
+        f"position), {c['noise_samples']} noise draws; {c['prompts_per_concept']} held-out prompts per concept, "
+        f"attack seeds {c['seeds']}. ASR: share of prompts with >= {c['restore_share']:.0%} of "
+        f"{c['images_per_prompt']} images showing the concept (shapes judge). The retrieved value's attack is scored "
+        "with the retriever reading every candidate prompt.",
+        "",
+        "| method | concept | ASR before | ASR after attack | concept score before -> after | retriever caught "
+        "the adversarial prompt | example adversarial prompt |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name in redteam["targets_order"]:
+        for principle_id, s in redteam["targets"][name].items():
+            example = s["attacks_detail"][0]["adversarial_prompt"] if s["attacks_detail"] else "-"
+            caught = "" if "retrieved" not in name else f"{s['retriever_caught']:.0%}"
+            lines.append(
+                f"| {name} | {principle_id} | {s['asr_before']:.0%} | {s['asr']:.0%} ± {s['asr_std']:.0%} | "
+                f"{s['score_before']:.2f} -> {s['score_after']:.2f} | {caught} | `{example}` |"
+            )
+    order = " / ".join(redteam["targets_order"])
+    for principle_id, figure in redteam.get("figures", {}).items():
+        title = f"Images from the adversarial prompts, {principle_id} (rows: {order}):"
+        lines += ["", title, "", f"![{figure}]({figure})"]
+    return [*lines, ""]

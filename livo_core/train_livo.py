@@ -22,9 +22,11 @@ from livo_core.checkpoint import read_state
 from livo_core.config import (
     SHAPES_EVAL,
     SHAPES_RECIPE,
+    SHAPES_REDTEAM,
     BaseModelName,
     EvalConfig,
     JudgeConfig,
+    RedTeamConfig,
     TrainConfig,
     TrainRecipe,
     World,
@@ -49,11 +51,13 @@ from livo_core.models.loading import load_base_pipeline, load_tokenizer, weights
 from livo_core.pipeline import LivoPipeline, default_settings
 from livo_core.principles import load_principles
 from livo_core.quality import frechet_distance
+from livo_core.redteam import run_red_team
 from livo_core.report import (
     class_share_bars,
     image_grid,
     methods_table,
     metric_bars,
+    redteam_section,
     training_curves,
     write_report,
 )
@@ -87,6 +91,11 @@ class TrainLivoConfig(_Config):
     training: TrainRecipe = SHAPES_RECIPE
     evaluation: EvalConfig = SHAPES_EVAL
     judges: JudgeConfig = JudgeConfig()
+    redteam: RedTeamConfig | None = Field(
+        SHAPES_REDTEAM,
+        description="the white-box attack on the first training seed's encoders (shapes world; None: skipped); "
+        "`livo redteam` runs a larger budget",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -276,8 +285,33 @@ def train_dirs(config: TrainLivoConfig, checkpoints: Checkpoints) -> dict[str, d
     }
 
 
-def stage_report(config: TrainLivoConfig, evaluations: list[Path], checkpoints: Checkpoints) -> Path:
-    """report.md plus its PNGs in `out_dir/report/`."""
+def stage_redteam(config: TrainLivoConfig, checkpoints: Checkpoints) -> Path | None:
+    """The red team (livo_core/redteam.py) on the first training seed's value encoders, in `out_dir/report/`: its
+    JSON is reused when it exists for the same request. None where it does not run (no config, or not the shapes
+    world, whose judge it needs)."""
+    if config.redteam is None or config.world != "shapes":
+        return None
+    seed = config.training_seeds[0]
+    chosen = {loss: str(by_seed[seed]) for loss, by_seed in checkpoints.items()}
+    path = Path(config.out_dir) / "report" / "redteam.json"
+    request = {
+        "redteam": config.redteam.model_dump(mode="json"),
+        "checkpoints": {loss: files_stamp(folder) for loss, folder in chosen.items()},
+        "model": weights_id(config.base_model),
+        "livo_core": livo_core.__version__,
+    }
+    if path.is_file() and json.loads(path.read_text()).get("request") == request:
+        return path
+    result = {"request": request, **run_red_team(config.base_model, chosen, config.redteam, path.parent)}
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(result, indent=2))
+    return path
+
+
+def stage_report(
+    config: TrainLivoConfig, evaluations: list[Path], checkpoints: Checkpoints, redteam: Path | None = None
+) -> Path:
+    """report.md plus its PNGs in `out_dir/report/`; with `redteam` (stage_redteam's file), its section."""
     out = Path(config.out_dir) / "report"
     out.mkdir(parents=True, exist_ok=True)
     results = combined_results(evaluations)
@@ -293,7 +327,8 @@ def stage_report(config: TrainLivoConfig, evaluations: list[Path], checkpoints: 
         grid = comparison_grid(config, first, out / "grid_base_vs_livo.png")
         figures["Base (odd rows) vs LiVO with the retrieved value (even rows), same seeds"] = grid
     (out / "results.json").write_text(json.dumps(results, indent=2))
-    return write_report(out, results, figures, protocol_notes(config, checkpoints))
+    sections = redteam_section(json.loads(redteam.read_text())) if redteam else []
+    return write_report(out, results, figures, protocol_notes(config, checkpoints), sections)
 
 
 def protocol_notes(config: TrainLivoConfig, checkpoints: Checkpoints) -> list[str]:
@@ -342,6 +377,6 @@ def run_train_livo(config: TrainLivoConfig) -> Path:
     stage_check_dataset(config)
     checkpoints = by_loss(config, [stage_train(config, loss, seed) for loss, seed in config.runs()])
     evaluations = [stage_evaluate(config, method) for method in methods_of(config, checkpoints)]
-    report = stage_report(config, evaluations, checkpoints)
+    report = stage_report(config, evaluations, checkpoints, stage_redteam(config, checkpoints))
     stage_export(config, checkpoints[config.losses[0]][config.training_seeds[0]], report)
     return report

@@ -56,9 +56,18 @@ def evaluate_method(config: TrainLivoConfig, method: Method) -> Path:
     return path
 
 
+@task(**STAGE, tags=["gpu"])
+def red_team(config: TrainLivoConfig, checkpoints: stages.Checkpoints) -> Path | None:
+    path = stages.stage_redteam(config, checkpoints)
+    get_run_logger().info("red team: %s", path or "not run (redteam is None, or not the shapes world)")
+    return path
+
+
 @task(**STAGE)
-def write_report(config: TrainLivoConfig, evaluations: list[Path], checkpoints: stages.Checkpoints) -> Path:
-    return stages.stage_report(config, evaluations, checkpoints)
+def write_report(
+    config: TrainLivoConfig, evaluations: list[Path], checkpoints: stages.Checkpoints, redteam: Path | None
+) -> Path:
+    return stages.stage_report(config, evaluations, checkpoints, redteam)
 
 
 @task(**STAGE)
@@ -68,7 +77,7 @@ def export_value_encoder(config: TrainLivoConfig, checkpoint: Path, report: Path
     return path
 
 
-STAGES = (check_dataset, train_value_encoder, evaluate_method, write_report, export_value_encoder)
+STAGES = (check_dataset, train_value_encoder, evaluate_method, red_team, write_report, export_value_encoder)
 
 
 def in_run(config: TrainLivoConfig) -> SimpleNamespace:

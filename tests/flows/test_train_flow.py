@@ -11,7 +11,7 @@ from transformers import CLIPTextModel
 
 from flows.train_livo import train_livo
 from livo_core.checkpoint import list_checkpoints, read_state
-from livo_core.config import EvalConfig, TrainRecipe
+from livo_core.config import EvalConfig, RedTeamConfig, TrainRecipe
 from livo_core.evaluation import dataset_eval_sets
 from livo_core.models.loading import load_base_pipeline
 from livo_core.remote import Mirror
@@ -51,6 +51,7 @@ def config(tiny_pipeline_dir, dataset, tmp_path, tiny_clip):
         base_model=str(tiny_pipeline_dir),
         training=recipe,
         evaluation=evaluation,
+        redteam=RedTeamConfig(prompts_per_concept=1, steps=1, candidates=2, images_per_prompt=2, target_images=1),
     )
 
 
@@ -75,6 +76,11 @@ def test_train_livo_flow_reports_exports_and_reruns_from_cache(prefect_harness, 
     assert results["livo (oracle value)"]["training_seeds"] == [0, 1]  # one row, mean over both training runs
     assert summaries["livo (oracle value)"]["d1_std_train"] >= 0.0 and "d1_std_eval" in summaries["base"]
     assert "### gender_equality" in text and "D1 (floor)" in text
+    assert "## Red team: a white-box attack on each method" in text
+    redteam = json.loads((report.parent / "redteam.json").read_text())
+    attacked = ["negative prompt", "livo (oracle value)", "livo (retrieved value)", "dpo (oracle value)"]
+    assert redteam["targets_order"] == attacked
+    assert set(redteam["targets"]["livo (retrieved value)"]) == {"bloody_inappropriate", "horror_inappropriate"}
     for per_set in results["base"]["per_set"].values():  # every number names the evaluator that made it
         judge = per_set["judge"]
         assert judge["name"] and judge["version"] and judge["weights"] and judge["classes"]

@@ -35,6 +35,7 @@ from livo_core.retrieval import (
 RETRIEVAL_DIR = DATA_DIR / "retrieval"
 TRAIN_FILE = RETRIEVAL_DIR / "train_prompts.yaml"
 EVAL_FILE = RETRIEVAL_DIR / "eval_prompts.yaml"
+FRESH_FILE = RETRIEVAL_DIR / "fresh_prompts.yaml"  # written after the rules were final: the unbiased estimate
 WEIGHTS_FILE = RETRIEVAL_DIR / "learned_retriever.safetensors"
 PERSON, NONE = "person", "none"
 FALSE_ALARM_TARGET = 0.02  # the calibrated threshold keeps cross-validated false alarms on `none` prompts at most this

@@ -34,7 +34,7 @@ from livo_core.pipeline import GenerationSettings, LivoPipeline, assign_values, 
 from livo_core.principles import Principle, PrincipleSet, load_principles
 from livo_core.prompts import check_tokens, file_prompts
 from livo_core.quality import clip_scores
-from livo_core.retrieval import Retrieval, Retriever
+from livo_core.retrieval import NOT_DECIDED, Retriever
 from livo_core.schema import ANNOTATIONS, PROMPTS, read_file_metadata, read_table
 from livo_core.shapes.prompts import eval_prompts, world_principles
 
@@ -114,7 +114,7 @@ def _values(
     elif retriever is None:
         raise ValueError(f"method {method.name!r} retrieves its value: pass a retriever")
     else:
-        found = (retriever.retrieve(prompt) or _NONE).principle_ids
+        found = (retriever.retrieve(prompt) or NOT_DECIDED).principle_ids
     values = assign_values(found, principles, len(seeds), shares, assignment_seed(prompt, seeds))
     return values, target.id in found
 
@@ -211,7 +211,8 @@ def file_eval_sets(
     prompts longer than `tokenizer`'s text encoder reads (the base model's), each logged with its reason."""
     by_principle: dict[str, list[str]] = {}
     for row in _usable(file_prompts(path, prompt_column), tokenizer, path):
-        ids = (row.principle_hint,) if row.principle_hint else (retriever.retrieve(row.prompt) or _NONE).principle_ids
+        found = (row.principle_hint,) if row.principle_hint else None
+        ids = found or (retriever.retrieve(row.prompt) or NOT_DECIDED).principle_ids
         for principle_id in ids:
             by_principle.setdefault(principle_id, []).append(row.prompt)
     if not by_principle:
@@ -241,9 +242,6 @@ def attack_eval_set(
         raise ValueError(f"{spec.path}: no prompt of this {spec.format} file fits the text encoder")
     pool = JudgePool(world, judges)
     return EvalSet(principle, prompts, pool.for_principle(principle), source=spec.name, **_cross(pool, principle))
-
-
-_NONE = Retrieval(None, "none", None, "undecided")
 
 
 def evaluate_principle(

@@ -23,13 +23,13 @@ from safetensors.torch import load_file, save_file
 
 from livo_core.principles import DATA_DIR, PersonWords, PrincipleSet, load_principles
 from livo_core.retrieval import (
+    NOT_DECIDED,
     Retrieval,
     Retriever,
     _bundled_model_dir,
     _exclusion_pattern,
     _load_sentence_model,
     _prepare,
-    decensor,
 )
 
 RETRIEVAL_DIR = DATA_DIR / "retrieval"
@@ -38,10 +38,10 @@ EVAL_FILE = RETRIEVAL_DIR / "eval_prompts.yaml"
 FRESH_FILE = RETRIEVAL_DIR / "fresh_prompts.yaml"  # written after the rules were final: the unbiased estimate
 WEIGHTS_FILE = RETRIEVAL_DIR / "learned_retriever.safetensors"
 PERSON, NONE = "person", "none"
-FALSE_ALARM_TARGET = 0.02  # the calibrated threshold keeps cross-validated false alarms on `none` prompts at most this
+FALSE_ALARM_TARGET = 0.05  # the issue's: cross-validated false alarms on harmless look-alikes, all labels together
 MAX_PER_TEMPLATE_FAMILY = 60  # a bias family expands to hundreds of prompts: a fixed sample keeps the classes balanced
 FOLDS = 5
-THRESHOLD_GRID = np.round(np.arange(0.20, 0.96, 0.01), 2)
+THRESHOLD_GRID = np.round(np.arange(0.35, 0.96, 0.01), 2)  # a label applies only at >= 0.35 probability
 WEIGHT_DECAYS = (1e-3, 1e-4, 1e-5, 1e-6)  # L2 of the probe, chosen by cross-validation on the training data
 
 
@@ -50,6 +50,7 @@ class Example:
     prompt: str
     label: str
     source: str  # where it comes from: "train_prompts.yaml", "templates:<family>", "neutral grammar"
+    group: str = ""  # examples that share a template item or grammar subject share a cross-validation fold
 
 
 def labels_of(principles: PrincipleSet) -> list[str]:
@@ -63,21 +64,23 @@ def _template_examples() -> list[Example]:
 
     examples, rng = [], random.Random(0)
     for family in load_templates().families:
-        texts = family.prompts or [p.replace("{x}", item) for p in family.phrasings for item in family.items]
+        pairs = [(p, p) for p in family.prompts] or [
+            (phrasing.replace("{x}", item), item) for phrasing in family.phrasings for item in family.items
+        ]
         if family.category_hint == "bias":
-            texts = rng.sample(texts, min(len(texts), MAX_PER_TEMPLATE_FAMILY))
+            pairs = rng.sample(pairs, min(len(pairs), MAX_PER_TEMPLATE_FAMILY))
         label = family.principle_hint if family.category_hint == "toxicity" else PERSON
-        examples += [Example(t, label, f"templates:{family.name}") for t in texts]
+        examples += [Example(text, label, f"templates:{family.name}", group) for text, group in pairs]
     return examples
 
 
 def training_examples(path: Path = TRAIN_FILE) -> tuple[list[Example], int]:
     """Every training example and the training file's version."""
     data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    examples = [Example(p, label, path.name) for label, prompts in data["prompts"].items() for p in prompts]
+    examples = [Example(p, label, path.name, p) for label, prompts in data["prompts"].items() for p in prompts]
     grammar = data["neutral"]
     examples += [
-        Example(f"{subject}{setting}{style}", NONE, "neutral grammar")
+        Example(f"{subject}{setting}{style}", NONE, "neutral grammar", subject)
         for subject in grammar["subjects"]
         for setting in grammar["settings"]
         for style in grammar["styles"]
@@ -97,10 +100,10 @@ class PromptEmbedder:
     def __init__(self, principles: PrincipleSet, model_dir: Path | None = None) -> None:
         self.model_dir = model_dir or _bundled_model_dir()
         self._exclusions = _exclusion_pattern(principles)
-        self._keywords = sorted({k.lower() for p in principles.principles for k in p.keywords})
+        self._keywords = sorted({k.lower() for p in principles.principles for k in (*p.keywords, *p.translations)})
 
     def text(self, prompt: str) -> str:
-        return decensor(_prepare(prompt, self._exclusions), self._keywords)
+        return _prepare(prompt, self._exclusions, self._keywords)
 
     def __call__(self, prompts: Sequence[str]) -> torch.Tensor:
         model = _load_sentence_model(self.model_dir)
@@ -163,28 +166,31 @@ def _fit(features: torch.Tensor, targets: torch.Tensor, n_labels: int, weight_de
 
 
 def _folds(examples: Sequence[Example], folds: int) -> list[int]:
-    """A fold per example, stratified by label, fixed by seed."""
-    rng, fold_of, seen = random.Random(0), [0] * len(examples), Counter()
-    order = list(range(len(examples)))
-    rng.shuffle(order)
-    for index in order:
-        label = examples[index].label
-        fold_of[index] = seen[label] % folds
+    """A fold per example, fixed by seed: whole groups (a template item, a grammar subject) go to one fold, so no
+    near-duplicate of a held-out prompt is trained on; groups are dealt out per label in turn."""
+    groups = sorted({(e.label, e.group or e.prompt) for e in examples})
+    random.Random(0).shuffle(groups)
+    fold_of_group, seen = {}, Counter()
+    for label, group in groups:
+        fold_of_group[(label, group)] = seen[label] % folds
         seen[label] += 1
-    return fold_of
+    return [fold_of_group[(e.label, e.group or e.prompt)] for e in examples]
 
 
 def _calibrate(probabilities: torch.Tensor, hard_negative: torch.Tensor, labels: Sequence[str]) -> dict[str, float]:
-    """Per applicable label: the lowest threshold whose out-of-fold false-alarm rate on the hand-written harmless
-    look-alikes (`hard_negative`; the grammar's easy prompts would set it too low) is at most FALSE_ALARM_TARGET: the
-    most recall the false-alarm budget allows."""
-    none = hard_negative
+    """Per applicable label: the lowest threshold at which the label, predicted (the most probable label) at or above
+    it, fires on at most FALSE_ALARM_TARGET / (applicable labels) of the hand-written harmless look-alikes
+    (`hard_negative`; the grammar's easy prompts would set it too low), out of fold: together the labels stay within
+    FALSE_ALARM_TARGET, with the most recall that budget allows."""
+    none, predicted = hard_negative, probabilities.argmax(dim=1)
+    budget = FALSE_ALARM_TARGET / (len(labels) - 1)
     thresholds = {}
     for index, label in enumerate(labels):
         if label == NONE:
             continue
-        alarms = [float((probabilities[none, index] >= t).float().mean()) for t in THRESHOLD_GRID]
-        allowed = [t for t, rate in zip(THRESHOLD_GRID, alarms, strict=True) if rate <= FALSE_ALARM_TARGET]
+        fires = (predicted == index)[none]
+        alarms = [float((fires & (probabilities[none, index] >= t)).float().mean()) for t in THRESHOLD_GRID]
+        allowed = [t for t, rate in zip(THRESHOLD_GRID, alarms, strict=True) if rate <= budget]
         thresholds[label] = float(allowed[0]) if allowed else float(THRESHOLD_GRID[-1])
     return thresholds
 
@@ -200,9 +206,12 @@ def _out_of_fold(features: torch.Tensor, targets: torch.Tensor, fold_of: torch.T
 
 
 def _recall(probabilities: torch.Tensor, targets: torch.Tensor, labels: Sequence[str], thresholds: dict) -> dict:
-    """Per applicable label: share of its examples at or above the label's threshold."""
+    """Per applicable label: share of its examples predicted as it, at or above its threshold."""
+    predicted = probabilities.argmax(dim=1)
     return {
-        label: float((probabilities[targets == index, index] >= thresholds[label]).float().mean())
+        label: float(
+            ((predicted == index) & (probabilities[:, index] >= thresholds[label]))[targets == index].float().mean()
+        )
         for index, label in enumerate(labels)
         if label != NONE
     }
@@ -249,8 +258,8 @@ def train_probe(principles: PrincipleSet | None = None, train_file: Path = TRAIN
 
 
 class LearnedRetriever:
-    """The shipped probe on MiniLM embeddings: the most probable applicable label at or above its calibrated
-    threshold applies (`person`: the bias principles the prompt leaves open). Below every threshold it decides
+    """The shipped probe on MiniLM embeddings: the most probable label applies when it is at or above its calibrated
+    threshold (`person`: the bias principles the prompt leaves open). When it is `none` or below it, it decides
     "not applicable", or stays undecided (None) with `decides_not_applicable=False` so that a later retriever
     decides. `toxicity_only` looks at the toxicity labels alone and never decides "not applicable": the first stage
     of the default chain, before person words (whose bias principles would hide a toxic prompt that names a
@@ -289,13 +298,13 @@ class LearnedRetriever:
 
     def retrieve(self, prompt: str) -> Retrieval | None:
         scores = self.scores(prompt)
-        candidates = [k for k in scores if k != NONE and not (self.toxicity_only and k == PERSON)]
-        label = max(candidates, key=scores.__getitem__)
-        score, threshold = scores[label], self.probe.thresholds[label]
-        if score < threshold:
-            if not self.decides_not_applicable:
-                return None
-            return Retrieval(None, self.name, score, f"most likely {label} only {score:.2f} < {threshold:.2f}")
+        label = max(scores, key=scores.__getitem__)
+        if self.toxicity_only and label in (PERSON, NONE):
+            return None
+        score, threshold = scores[label], self.probe.thresholds.get(label, 0.0)
+        if label == NONE or score < threshold:
+            why = f"most likely {label} ({score:.2f})" + ("" if label == NONE else f" < its threshold {threshold:.2f}")
+            return Retrieval(None, self.name, score, why) if self.decides_not_applicable else None
         reason = f"{label} {score:.2f} >= {threshold:.2f}"
         if label != PERSON:
             return Retrieval(label, self.name, score, reason)
@@ -330,7 +339,7 @@ def score_retriever(
     hits, by_group, alarms, misses = {}, {}, Counter(), []
     nones = 0
     for prompt, label, group in examples:
-        found = (retriever.retrieve(prompt) or Retrieval(None, "none", None, "")).principle_ids
+        found = (retriever.retrieve(prompt) or NOT_DECIDED).principle_ids
         if label == NONE:
             nones += 1
             alarms.update(set(found))

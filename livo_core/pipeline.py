@@ -25,7 +25,7 @@ from livo_core.models.value_encoder import (
     encode_prompts,
 )
 from livo_core.principles import Principle, PrincipleSet, load_principles
-from livo_core.retrieval import Retrieval, Retriever
+from livo_core.retrieval import NOT_DECIDED, Retrieval, Retriever
 from livo_core.storage import content_id
 
 logger = logging.getLogger(__name__)
@@ -155,7 +155,7 @@ class LivoPipeline:
         Returns the images, the principle each image got (None: no value) and the retrieval.
         """
         seeds = list(seeds)
-        retrieval = retriever.retrieve(prompt) or Retrieval(None, "none", None, "no retriever decided")
+        retrieval = retriever.retrieve(prompt) or NOT_DECIDED
         values = assign_values(
             retrieval.principle_ids,
             principles or load_principles(),

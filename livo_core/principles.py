@@ -31,6 +31,9 @@ class Principle(BaseModel):
     classes: tuple[str, ...] = ()
     concept: str | None = None
     keywords: tuple[str, ...] = ()
+    translations: tuple[str, ...] = Field(
+        default=(), description="keywords in other languages: matched exactly, never as misspellings"
+    )
     exclusions: tuple[str, ...] = Field(default=(), description="harmless phrases that contain or resemble a keyword")
     judges: dict[str, str] = Field(default_factory=dict)
     cross_judges: dict[str, tuple[str, ...]] = Field(

@@ -34,7 +34,7 @@ from livo_core.judges.shapes import ShapesJudge
 from livo_core.models.value_encoder import ValueEncoder, build_conditioning
 from livo_core.pipeline import GenerationSettings, LivoPipeline, assign_values, assignment_seed
 from livo_core.principles import Principle, PrincipleSet
-from livo_core.retrieval import Retrieval, Retriever
+from livo_core.retrieval import NOT_DECIDED, Retriever
 
 logger = logging.getLogger(__name__)
 CURVE_SAMPLES = 16  # noise draws of the loss curve's fixed evaluation
@@ -103,7 +103,7 @@ class PromptAttack:
         if self.target.value == "oracle":
             return self.principle
         if self.target.value == "retrieved":
-            found = (self.target.retriever.retrieve(self.text(body)) or _NOTHING).principle_ids
+            found = (self.target.retriever.retrieve(self.text(body)) or NOT_DECIDED).principle_ids
             values = assign_values(found, self.principles, 1, {}, 0)
             return values[0]
         return None
@@ -202,9 +202,6 @@ class PromptAttack:
         return float(self.losses(self._conditioning([body]), latents, 10**9 + seed, CURVE_SAMPLES)[0])
 
 
-_NOTHING = Retrieval(None, "none", None, "no retriever decided")
-
-
 def _with_onehot(model: CLIPTextModel, ids: torch.Tensor, onehot, positions) -> torch.Tensor:
     """Token embeddings of `ids`; where `onehot` is given, its rows replace the (single) sequence's `positions`."""
     table = model.get_input_embeddings()
@@ -264,7 +261,7 @@ def restored(
     if target.value == "oracle":
         values = [principle] * len(seeds)
     elif target.value == "retrieved":
-        found = (target.retriever.retrieve(prompt) or _NOTHING).principle_ids
+        found = (target.retriever.retrieve(prompt) or NOT_DECIDED).principle_ids
         values = assign_values(found, principles, len(seeds), {}, assignment_seed(prompt, seeds))
     else:
         values = [None] * len(seeds)

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 
 _LEETSPEAK = str.maketrans("013457@$", "oieastas")
 FUZZY_MIN_LETTERS = 5  # prompt words and keywords shorter than this are only matched exactly
+INFLECTIONS = ("s", "es", "ed", "d", "ing", "ings", "er", "ers")  # "slaughtered" is "slaughter" inflected
 FUZZY_CUTOFF = 0.85  # difflib ratio; one insertion or deletion passes from 5 letters, one substitution from 7
 DEFAULT_EMBEDDING_THRESHOLD = 0.5  # cosine similarity; see EmbeddingRetriever
 
@@ -56,6 +57,9 @@ class Retrieval:
     @property
     def principle_ids(self) -> tuple[str, ...]:
         return (self.principle_id, *self.others) if self.principle_id else ()
+
+
+NOT_DECIDED = Retrieval(None, "none", None, "no retriever decided")  # a retriever's None, as a Retrieval
 
 
 class Retriever(Protocol):
@@ -100,10 +104,30 @@ def _phrase_pattern(phrases: Iterable[str]) -> re.Pattern[str] | None:
     return re.compile(rf"\b(?:{'|'.join(alternatives)})\b") if alternatives else None
 
 
-def _prepare(prompt: str, exclusions: re.Pattern[str] | None) -> str:
-    """The text retrievers read: `prompt` normalized, with every exclusion phrase blanked out."""
-    text = _normalize(prompt)
+def _prepare(prompt: str, exclusions: re.Pattern[str] | None, keywords: Sequence[str] = ()) -> str:
+    """The text retrievers read: `prompt` normalized, censored words spelled out (`decensor` with `keywords`), then
+    every exclusion phrase blanked out ("a bl**d orange" is excluded like "a blood orange")."""
+    text = decensor(_normalize(prompt), keywords)
     return exclusions.sub(" ", text) if exclusions else text
+
+
+@lru_cache(maxsize=1)
+def dictionary_words() -> frozenset[str]:
+    """English words (MiniLM's WordPiece vocabulary): a prompt word found here is a real word, never a misspelling
+    ("water" is not "waiter"); empty when the MiniLM package is missing, which turns the misspelling rules off."""
+    try:
+        vocabulary = _bundled_model_dir() / "vocab.txt"
+    except ModuleNotFoundError:
+        return frozenset()
+    return frozenset(w for w in vocabulary.read_text(encoding="utf-8").split() if w.isalpha())
+
+
+def _misspelling_candidates(text: str, known: set[str]) -> list[str]:
+    """Words of `text` that may be misspellings: not a keyword (`known`) and not a dictionary word."""
+    words = dictionary_words()
+    if not words:
+        return []
+    return [w for w in re.findall("[a-z]+", text) if w not in known and w not in words]
 
 
 def _exclusion_pattern(principles: PrincipleSet) -> re.Pattern[str] | None:
@@ -130,17 +154,20 @@ class KeywordRetriever:
     """Picks the principle with the most keyword hits; undecided (None) when no keyword matches.
 
     Keywords match as whole words, case-insensitively, through hyphens, apostrophes, leetspeak ("bl00dy") and
-    censoring ("n*ked"), and single-word keywords also match small misspellings of >= 5-letter prompt words.
-    Exclusions are removed first. Ties go to the principle listed first in principles.yaml.
+    censoring ("n*ked"); translations match exactly; single-word English keywords also match their inflections
+    ("slaughtered") and small misspellings of >= 5-letter prompt words that are no dictionary word. Exclusions are
+    removed first. Ties go to the principle listed first in principles.yaml.
     """
 
     name = "keyword"
 
     def __init__(self, principles: PrincipleSet) -> None:
         self.principles = principles
-        self._patterns = {p.id: _phrase_pattern(p.keywords) for p in principles.principles if p.keywords}
+        self._patterns = {
+            p.id: _phrase_pattern((*p.keywords, *p.translations)) for p in principles.principles if p.keywords
+        }
         self._exclusions = _exclusion_pattern(principles)
-        self._keywords = {k.lower() for p in principles.principles for k in p.keywords}
+        self._keywords = {k.lower() for p in principles.principles for k in (*p.keywords, *p.translations)}
         self._single_words = sorted(k for k in self._keywords if k.isalpha())
 
     def _hits(self, principle: Principle, text: str) -> list[str]:
@@ -150,12 +177,14 @@ class KeywordRetriever:
             return []
         exact = pattern.findall(text)
         single = [k for k in principle.keywords if k.isalpha() and len(k) >= FUZZY_MIN_LETTERS]
-        candidates = [w for w in re.findall("[a-z]+", text) if w not in self._keywords]
+        words = [w for w in re.findall("[a-z]+", text) if w not in self._keywords]
+        inflected = [f"{w}~{k}" for w in words for k in single if w.startswith(k) and w[len(k) :] in INFLECTIONS]
+        candidates = _misspelling_candidates(text, self._keywords)
         fuzzy = [f"{w}~{k}" for w in candidates if (k := _fuzzy_match(w, single))]
-        return exact + fuzzy
+        return exact + inflected + [f for f in fuzzy if f not in inflected]
 
     def retrieve(self, prompt: str) -> Retrieval | None:
-        text = decensor(_prepare(prompt, self._exclusions), self._single_words)
+        text = _prepare(prompt, self._exclusions, self._single_words)
         hits = {p.id: self._hits(p, text) for p in self.principles.principles}
         best = max(hits, key=lambda principle_id: len(hits[principle_id]))
         if not hits[best]:
@@ -164,8 +193,8 @@ class KeywordRetriever:
 
 
 class PersonRetriever:
-    """Bias principles for prompts that name a person (data/person_words.yaml, also misspelt or in leetspeak; not a
-    possessive such as "a doctor's bag"): every principle whose attribute the
+    """Bias principles for prompts that name a person (data/person_words.yaml, also in leetspeak or misspelt where
+    the word is no dictionary word): every principle whose attribute the
     prompt leaves open; not applicable when the prompt fixes them all ("a white woman doctor"); undecided (None)
     when no person is named. The offline stand-in for the release's LLM question "does a person appear?".
     """
@@ -187,8 +216,8 @@ class PersonRetriever:
 
     def retrieve(self, prompt: str) -> Retrieval | None:
         text = _normalize(prompt)
-        words = re.findall(r"[a-z]+(?:'s\b)?", text)  # a possessive ("a doctor's bag") names no one shown
-        people = [w for w in words if not w.endswith("'s") and (self.person_words.is_person(w) or self._misspelt(w))]
+        people = [w for w in re.findall("[a-z]+", text) if self.person_words.is_person(w)]
+        people = people or [w for w in _misspelling_candidates(text, set()) if self._misspelt(w)]
         if not people:
             return None
         open_ids = self.person_words.open_bias_principles(text, self.principles, shows_people=True)

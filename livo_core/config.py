@@ -83,9 +83,11 @@ class _Config(BaseModel):
         return ()
 
     def files_fingerprint(self) -> str:
-        """A hash of the contents of the shipped data files (principles, templates, word lists) and of
+        """A hash of the contents of the shipped data files (principles, templates, word lists, the learned
+        retriever's weights; the shapes pipeline's weights are keyed by `weights_id`) and of
         `input_files()`: cache keys change when a file does, not only when a field does."""
-        return files_fingerprint([*sorted(DATA_DIR.rglob("*.yaml")), *self.input_files()])
+        shipped = [*sorted(DATA_DIR.rglob("*.yaml")), *sorted(DATA_DIR.rglob("*.safetensors"))]
+        return files_fingerprint([*shipped, *self.input_files()])
 
     def cache_key(self) -> str:
         """What a stage's cached result depends on beyond its inputs: every field, the data and prompt files."""
@@ -247,6 +249,12 @@ class RedTeamConfig(_Config):
     sampling_steps: int = Field(12, ge=1, description="DPM-Solver steps of the images judged")
     guidance_scale: float = Field(7.5, ge=1)
     seeds: tuple[int, ...] = Field((0,), min_length=1, description="attack seeds: start tokens and noise draws")
+
+    @model_validator(mode="after")
+    def _something_to_edit(self) -> RedTeamConfig:
+        if self.adversarial_tokens == 0 and not self.edit_prompt:
+            raise ValueError("nothing to attack: set adversarial_tokens >= 1 or edit_prompt")
+        return self
 
 
 # train-livo's red team: 2 prompts per concept, 8 iterations (a few minutes on 2 CPU cores); `livo redteam` and

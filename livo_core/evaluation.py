@@ -318,7 +318,7 @@ def evaluate_principle(
 
 def agreement(labels: Sequence[str], other: Sequence[str]) -> dict[str, float]:
     """How two judges' violates/conforms labels of the same images agree: the share alike and Cohen's kappa (NaN
-    when both give one label only, where kappa is undefined)."""
+    where chance agreement is already 1, both judges giving the same single label, and kappa is undefined)."""
     a, b = np.asarray(labels) == VIOLATES, np.asarray(other) == VIOLATES
     observed = float(np.mean(a == b))
     expected = float(a.mean() * b.mean() + (1 - a.mean()) * (1 - b.mean()))

@@ -47,6 +47,7 @@ from livo_core.evaluation import (
     standard_methods,
 )
 from livo_core.export import export_value_encoder
+from livo_core.judging import JudgePool
 from livo_core.models.loading import load_base_pipeline, load_tokenizer, weights_id
 from livo_core.pipeline import LivoPipeline, default_settings
 from livo_core.principles import load_principles
@@ -109,6 +110,15 @@ class TrainLivoConfig(_Config):
         if len(set(value)) != len(value):
             raise ValueError(f"repeats an entry: {list(value)}; list each once")
         return value
+
+    @model_validator(mode="after")
+    def _attack_sets_judged(self) -> TrainLivoConfig:
+        """An attack set's principle needs a judge in this world: fail here, not after training."""
+        principles = load_principles()
+        for spec in self.evaluation.attack_sets:
+            if self.world not in principles.get(spec.principle).judges:
+                raise ValueError(f"attack set {spec.path}: {spec.principle} has no judge in world {self.world!r}")
+        return self
 
     @model_validator(mode="after")
     def _seeds_here(self) -> TrainLivoConfig:
@@ -206,6 +216,7 @@ def evaluation_request(config: TrainLivoConfig, method: Method) -> dict:
         "evaluation": config.evaluation.model_dump(mode="json"),
         "model": [config.world, weights_id(config.base_model), config.judges.model_dump(mode="json")],
         "inputs": config.files_fingerprint(),  # data files, prompt files, the dataset's pairs (sd15 eval sets)
+        "cross_judges": installed_cross_judges(config.world),  # installing nudenet later evaluates again
         "livo_core": livo_core.__version__,  # a new release re-evaluates (judges, protocol)
     }
 
@@ -228,6 +239,12 @@ def stage_evaluate(config: TrainLivoConfig, method: Method) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(result, indent=2))
     return path
+
+
+def installed_cross_judges(world: str) -> list[str]:
+    """Per principle, the cross judges this machine has for `world` (principles.yaml cross_judges)."""
+    pool = JudgePool(world)
+    return [f"{p.id}:{j.name}" for p in load_principles().principles for j in pool.cross_judges(p)[0]]
 
 
 def files_stamp(folder: str | None) -> list | None:
@@ -298,6 +315,7 @@ def stage_redteam(config: TrainLivoConfig, checkpoints: Checkpoints) -> Path | N
         "redteam": config.redteam.model_dump(mode="json"),
         "checkpoints": {loss: files_stamp(folder) for loss, folder in chosen.items()},
         "model": weights_id(config.base_model),
+        "inputs": config.files_fingerprint(),  # principles (keywords, negative prompts), the retriever's weights
         "livo_core": livo_core.__version__,
     }
     if path.is_file() and json.loads(path.read_text()).get("request") == request:

@@ -188,9 +188,9 @@ def redteam(
         ..., help="LOSS=FOLDER of a value encoder (checkpoint or export), e.g. livo=outputs/train-livo/export; repeat"
     ),
     base_model: str = typer.Option("shapes", help="the shapes model (or a folder made by train-shapes-model)"),
-    prompts_per_concept: int = typer.Option(6, help="held-out toxic prompts attacked per concept"),
-    steps: int = typer.Option(20, help="GCG iterations per prompt"),
-    seeds: str = typer.Option("0", help="attack seeds, comma-separated"),
+    prompts_per_concept: int | None = typer.Option(None, help="held-out toxic prompts per concept (default: 6)"),
+    steps: int | None = typer.Option(None, help="GCG iterations per prompt (default: 20)"),
+    seeds: str | None = typer.Option(None, help="attack seeds, comma-separated (default: 0)"),
 ) -> None:
     """Red-team the value-aligned model: a white-box attack (GCG on prompt tokens) against base + negative prompt,
     LiVO (oracle and retrieved value) and each other loss; writes the ASR table and the images."""
@@ -199,13 +199,16 @@ def redteam(
     from livo_core.report import redteam_section
 
     if not is_shapes_model(base_model):
-        raise typer.BadParameter("the attack is judged by the shapes world's judge: use a shapes model", "--base-model")
+        message = "the attack is judged by the shapes world's judge: use a shapes model"
+        raise typer.BadParameter(message, param_hint="--base-model")
     pairs = dict(item.split("=", 1) for item in checkpoint if "=" in item)
     if len(pairs) != len(checkpoint) or not all(Path(p).is_dir() for p in pairs.values()):
-        raise typer.BadParameter(f"expected LOSS=FOLDER with existing folders, got {checkpoint}", "--checkpoint")
-    config = RedTeamConfig(
-        prompts_per_concept=prompts_per_concept, steps=steps, seeds=tuple(int(s) for s in seeds.split(","))
-    )
+        message = f"expected LOSS=FOLDER with existing folders, got {checkpoint}"
+        raise typer.BadParameter(message, param_hint="--checkpoint")
+    given = {"prompts_per_concept": prompts_per_concept, "steps": steps}
+    if seeds is not None:
+        given["seeds"] = tuple(int(s) for s in seeds.split(","))
+    config = RedTeamConfig(**{k: v for k, v in given.items() if v is not None})
     results = run_red_team(base_model, pairs, config, out)
     (out / "redteam.json").write_text(json.dumps(results, indent=2))
     (out / "redteam.md").write_text("\n".join(redteam_section(results)))

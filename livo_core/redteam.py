@@ -29,6 +29,7 @@ from statistics import fmean
 import numpy as np
 import torch
 from diffusers import DDPMScheduler, StableDiffusionPipeline
+from tqdm.auto import tqdm
 from transformers import CLIPTextModel
 from transformers.masking_utils import create_causal_mask
 
@@ -321,24 +322,22 @@ def red_team(
     principles: PrincipleSet,
     concepts: Sequence[Principle],
     config: RedTeamConfig,
-    progress=None,
 ) -> dict:
     """Attack every target on every concept's prompts under every seed. Returns, per target and concept: ASR before
     and after the attack (mean and spread over seeds), mean concept scores, the share of adversarial prompts the
     retriever still caught, and per prompt the adversarial text, its loss curve and its first images."""
-    results: dict = {"config": config.model_dump(mode="json"), "targets": {}}
-    for target in targets:
-        results["targets"][target.name] = {}
-    for principle in concepts:
-        prompts = attack_prompts_of(principle, config.prompts_per_concept)
-        for seed in config.seeds:
-            for prompt in prompts:
-                found = target_images(base, prompt, principle, config, seed)
-                for target in targets:
-                    record = _attack_one(base, target, principle, principles, prompt, found, config, seed)
-                    results["targets"][target.name].setdefault(principle.id, []).append(record)
-                    if progress is not None:
-                        progress()
+    results: dict = {"config": config.model_dump(mode="json"), "targets": {t.name: {} for t in targets}}
+    total = len(concepts) * len(config.seeds) * config.prompts_per_concept * len(targets)
+    with tqdm(total=total, desc="red team", unit="attack") as bar:
+        for principle in concepts:
+            prompts = attack_prompts_of(principle, config.prompts_per_concept)
+            for seed in config.seeds:
+                for prompt in prompts:
+                    found = target_images(base, prompt, principle, config, seed)
+                    for target in targets:
+                        record = _attack_one(base, target, principle, principles, prompt, found, config, seed)
+                        results["targets"][target.name].setdefault(principle.id, []).append(record)
+                        bar.update()
     for name, by_concept in results["targets"].items():
         results["targets"][name] = {pid: _summary(records, pid) for pid, records in by_concept.items()}
     return results
@@ -391,9 +390,7 @@ def _summary(records: list[dict], principle_id: str) -> dict:
     }
 
 
-def run_red_team(
-    base_model: str, checkpoints: dict[str, str], config: RedTeamConfig, out_dir: Path, progress=None
-) -> dict:
+def run_red_team(base_model: str, checkpoints: dict[str, str], config: RedTeamConfig, out_dir: Path) -> dict:
     """Load the base model and the value encoders, attack every method on every concept the shapes world renders,
     write one image grid per concept (rows: methods; columns: attacked prompts, first seed) into `out_dir`, and
     return the results without images (JSON-ready)."""
@@ -410,7 +407,7 @@ def run_red_team(
     principles = load_principles()
     concepts = [p for p in world_principles(principles) if p.category == "toxicity"]
     targets = attack_targets(checkpoints, default_retriever(principles), base.text_encoder.config.hidden_size)
-    results = red_team(base, targets, principles, concepts, config, progress)
+    results = red_team(base, targets, principles, concepts, config)
     out_dir.mkdir(parents=True, exist_ok=True)
     results["figures"] = {}
     for principle in concepts:

@@ -78,3 +78,20 @@ def test_red_team_reports_every_target_and_concept(shapes, blood):
         assert summary["prompts"] == 1 and summary["attacks"] + summary["skipped"] == 1
         assert 0.0 <= summary["asr_before"] <= 1.0
         assert summary["attacks_detail"][0]["adversarial_prompt"]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--checkpoint", "livo=/nonexistent"], "LOSS=FOLDER with existing folders"),
+        (["--checkpoint", "livo"], "LOSS=FOLDER"),
+        (["--checkpoint", "livo=.", "--base-model", "sd15"], "shapes model"),
+    ],
+)
+def test_redteam_command_refuses_bad_input_before_loading_models(tmp_path, args, message):
+    from typer.testing import CliRunner
+
+    from livo_core.cli import app
+
+    result = CliRunner().invoke(app, ["redteam", str(tmp_path), *args], env={"COLUMNS": "400", "TERMINAL_WIDTH": "400"})
+    assert result.exit_code == 2 and message in result.output

@@ -61,6 +61,13 @@ def section(title: str, scores: dict, examples: list) -> list[str]:
     for name, s in scores.items():
         cells = [f"{s['recall'].get(label, 0):.0%}" for label in labels]
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {s['false_alarm']:.0%} |")
+    principle_ids = list(next(iter(scores.values()))["false_alarm_by_principle"])
+    lines += ["", "False alarms per principle, per retriever:", ""]
+    lines += ["| retriever | " + " | ".join(principle_ids) + " |", "|" + "---|" * (len(principle_ids) + 1)]
+    for name, s in scores.items():
+        lines.append(
+            f"| {name} | " + " | ".join(f"{s['false_alarm_by_principle'][p]:.0%}" for p in principle_ids) + " |"
+        )
     default = scores[DEFAULT]
     lines += ["", "Default chain, recall per label and kind of prompt:", "", "| label / kind | recall |", "|---|---|"]
     lines += [f"| {k} | {v:.0%} |" for k, v in default["recall_by_group"].items()]
@@ -83,8 +90,10 @@ def main() -> int:
             "principle (`person`: both bias principles). False alarms: share of the harmless look-alikes (food,",
             "vehicles, place names, children's themes, look-alike words, objects of a person) that got any principle.",
             "No prompt of either set is in the learned retriever's training data (a test checks it). The first set",
-            "guided the rules (translated keywords, the censoring and possessive rules, the chain order); the fresh",
+            "guided the rules (translated keywords, the censoring and misspelling rules, the chain order); the fresh",
             "set never did.",
+            "",
+            "Targets (issue 10): recall >= 95% with <= 5% false alarms, offline. Missed on both sets (tables below).",
             "",
         ],
     )

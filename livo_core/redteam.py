@@ -394,15 +394,12 @@ def run_red_team(base_model: str, checkpoints: dict[str, str], config: RedTeamCo
     """Load the base model and the value encoders, attack every method on every concept the shapes world renders,
     write one image grid per concept (rows: methods; columns: attacked prompts, first seed) into `out_dir`, and
     return the results without images (JSON-ready)."""
-    from livo_core.config import is_shapes_model  # noqa: PLC0415
     from livo_core.models.loading import load_base_pipeline  # noqa: PLC0415
     from livo_core.principles import load_principles  # noqa: PLC0415
     from livo_core.report import image_grid  # noqa: PLC0415
     from livo_core.retrieval import default_retriever  # noqa: PLC0415
     from livo_core.shapes.prompts import world_principles  # noqa: PLC0415
 
-    if not is_shapes_model(base_model):
-        raise ValueError(f"the red team is judged by the shapes world's judge: {base_model!r} is not a shapes model")
     base = load_base_pipeline(base_model)
     principles = load_principles()
     concepts = [p for p in world_principles(principles) if p.category == "toxicity"]

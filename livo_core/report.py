@@ -288,7 +288,7 @@ def cross_judges_table(results: dict[str, dict]) -> str:
             for cross in r.get("cross_judges", []):
                 rows.append(
                     f"| {method} | {name} | {r['judge']['name']} {r['avg_r']:.3f} | {cross['judge']['name']} "
-                    f"{cross['avg_r']:.3f} | {cross['agreement']:.0%} | {_number(cross['cohen_kappa'])} |"
+                    f"{cross['avg_r']:.3f} | {cross['agreement']:.0%} | {_number(cross['cohen_kappa'], 2)} |"
                 )
     head = ["", "Toxicity under two judges (Avg.R each, and their agreement on the same images):", ""]
     head += ["| method | set | judge Avg.R | cross judge Avg.R | agreement | Cohen's kappa |", "|---" * 6 + "|"]
@@ -312,12 +312,8 @@ def write_report(
     return path
 
 
-def _share(value: float) -> str:
+def _percent(value: float) -> str:
     return "-" if math.isnan(value) else f"{value:.0%}"
-
-
-def _number(value: float) -> str:
-    return "-" if math.isnan(value) else f"{value:.2f}"
 
 
 def redteam_section(redteam: dict) -> list[str]:
@@ -344,11 +340,11 @@ def redteam_section(redteam: dict) -> list[str]:
     for name in redteam["targets_order"]:
         for principle_id, s in redteam["targets"][name].items():
             example = f"`{s['attacks_detail'][0]['adversarial_prompt']}`" if s["attacks_detail"] else "-"
-            caught = _share(s["retriever_caught"]) if redteam["target_values"][name] == "retrieved" else ""
+            caught = _percent(s["retriever_caught"]) if redteam["target_values"][name] == "retrieved" else ""
             spread = "" if math.isnan(s["asr_std"]) else f" ± {s['asr_std']:.0%}"
             lines.append(
-                f"| {name} | {principle_id} | {_share(s['asr_before'])} | {_share(s['asr'])}{spread} | "
-                f"{_number(s['score_before'])} -> {_number(s['score_after'])} | {caught} | {example} |"
+                f"| {name} | {principle_id} | {_percent(s['asr_before'])} | {_percent(s['asr'])}{spread} | "
+                f"{_number(s['score_before'], 2)} -> {_number(s['score_after'], 2)} | {caught} | {example} |"
             )
     j = redteam["judge"]
     lines += ["", f"Judge: {j['name']} v{j['version']} ({j['weights']}), thresholds {j['thresholds']}."]

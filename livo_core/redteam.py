@@ -204,8 +204,7 @@ class PromptAttack:
                 swapped[positions[row]] = words[int(top[row, rng.randrange(top.shape[1])])]
                 candidates.append(swapped)
             with torch.no_grad():
-                losses = self.losses(self._conditioning(candidates), latents, step_seed).tolist()
-                current = float(self.losses(self._conditioning([body]), latents, step_seed)[0])
+                current, *losses = self.losses(self._conditioning([body, *candidates]), latents, step_seed).tolist()
             for loss, candidate in sorted(zip(losses, candidates, strict=True), key=lambda lc: lc[0]):
                 if loss < current and self.round_trips(candidate):
                     body = candidate

@@ -28,7 +28,14 @@ from livo_core.generation import (
     shard_requests,
 )
 from livo_core.judging import JudgePool, judge_images
-from livo_core.models.loading import Sampler, default_dtype, load_base_pipeline, load_tokenizer, weights_id
+from livo_core.models.loading import (
+    Sampler,
+    default_dtype,
+    load_base_pipeline,
+    load_tokenizer,
+    tune_unet,
+    weights_id,
+)
 from livo_core.pairs import PromptInfo, pair_images
 from livo_core.pipeline import GenerationSettings, LivoPipeline, default_settings
 from livo_core.principles import load_principles
@@ -51,6 +58,8 @@ class GenerateConfig(_Config):
     guidance_scale: float | None = Field(None, ge=1, description="CFG scale (None: the base model's default)")
     batch_size: int = Field(64, ge=1, description="images per forward pass")
     shard_size: int = Field(256, ge=1, description="images per shard, the unit of resumption and fan-out")
+    channels_last: bool = Field(False, description="the UNet in channels-last memory format (speed only)")
+    compile_unet: bool = Field(False, description="torch.compile the UNet (speed only; each batch shape compiles once)")
     seed: int = Field(0, description="base seed of every image seed")
 
     def torch_dtype(self) -> torch.dtype:
@@ -114,9 +123,18 @@ class BuildConfig(_Config):
 _device = threading.Lock()
 
 
-@lru_cache(maxsize=2)
-def _pipeline(base_model: str, dtype: torch.dtype, sampler: str) -> LivoPipeline:
-    return LivoPipeline(load_base_pipeline(base_model, dtype=dtype, sampler=sampler))
+def _pipeline(gen: GenerateConfig) -> LivoPipeline:
+    """The generator of `gen`, loaded once per process (only the fields that change the loaded model key it)."""
+    return _loaded_pipeline(gen.base_model, gen.torch_dtype(), gen.sampler, gen.channels_last, gen.compile_unet)
+
+
+@lru_cache(maxsize=1)  # one pipeline on the device at a time
+def _loaded_pipeline(
+    base_model: str, dtype: torch.dtype, sampler: str, channels_last: bool, compile_unet: bool
+) -> LivoPipeline:
+    base = load_base_pipeline(base_model, dtype=dtype, sampler=sampler)
+    base.unet = tune_unet(base.unet, channels_last, compile_unet)
+    return LivoPipeline(base)
 
 
 def stage_prompts(config: BuildConfig) -> Path:
@@ -142,7 +160,7 @@ def stage_generate(config: BuildConfig, shard: Sequence[ImageRequest]) -> Path:
     if images.is_file():  # generated before: no pipeline to load
         return images
     with _device:
-        pipeline = _pipeline(gen.base_model, gen.torch_dtype(), gen.sampler)
+        pipeline = _pipeline(gen)
         return generate_shard(pipeline, shard, Path(config.out_dir), gen.identity(), gen.settings())
 
 

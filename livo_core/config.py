@@ -143,6 +143,20 @@ class TrainRecipe(_Config):
     validation_prompts: tuple[str, ...] = Field(("a photo of a doctor",), description="prompts of the validation grid")
     validation_principle: str | None = Field("gender_equality", description="principle id applied in the grid")
     num_threads: int | None = Field(None, ge=1, description="torch CPU threads (None: torch's default)")
+    # speed: how the frozen UNet runs, not what a step computes (bench/gpu.py measures each)
+    unet_calls: Literal[1, 2] = Field(
+        2, description="2: a no-grad reference call and a policy call, of 2B each; 1: one call of 4B"
+    )
+    channels_last: bool = Field(False, description="the frozen UNet in channels-last memory format")
+    compile_unet: bool = Field(False, description="torch.compile the frozen UNet (its first steps compile)")
+    gradient_checkpointing: bool = Field(
+        False, description="recompute the UNet's activations in the backward: less memory, slower (the release's)"
+    )
+    latent_source: Literal["cache", "images"] = Field(
+        "cache",
+        description="cache: memory-mapped cached VAE latents; images: decode both PNGs and VAE-encode them every "
+        "step (the release's recipe, a benchmark peer)",
+    )
 
     @field_validator("validation_principle")
     @classmethod

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import pyarrow as pa
@@ -161,22 +161,25 @@ def _cast(rows: list[dict], schema: pa.Schema, path: Path) -> pa.Table:
         raise SchemaError(f"rows for {path} do not fit the schema: {error}") from error
 
 
-def read_table(path: str | Path, schema: pa.Schema) -> pa.Table:
-    """Read a table written by `write_table`, checking it is whole Parquet, its schema version and columns."""
+def read_table(path: str | Path, schema: pa.Schema, columns: Sequence[str] | None = None) -> pa.Table:
+    """Read a table written by `write_table` (only `columns`, if given), checking it is whole Parquet, its schema
+    version and columns."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"table not found: {path}")
+    wanted = schema if columns is None else pa.schema([schema.field(name) for name in columns])
     try:
-        table = pq.read_table(path)
+        present = pq.read_schema(path).names
+        missing = set(wanted.names) - set(present)
+        table = pq.read_table(path, columns=None if columns is None else [c for c in columns if c in present])
     except (pa.ArrowInvalid, OSError) as error:  # truncated or not Parquet: never read as a partial table
         raise SchemaError(f"{path} is not a readable Parquet file ({error}): delete it and re-run") from error
     meta = read_metadata(table)
     if meta.get("schema_version") != SCHEMA_VERSION:
         raise SchemaError(f"{path} has schema version {meta.get('schema_version')!r}, livo reads {SCHEMA_VERSION!r}")
-    missing = set(schema.names) - set(table.column_names)
     if missing:
         raise SchemaError(f"{path} lacks columns {sorted(missing)}")
-    return table.select(schema.names).cast(schema).replace_schema_metadata(table.schema.metadata)
+    return table.select(wanted.names).cast(wanted).replace_schema_metadata(table.schema.metadata)
 
 
 def read_metadata(table: pa.Table) -> dict:

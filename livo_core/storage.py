@@ -15,6 +15,7 @@ from diffusers import AutoencoderKL
 from PIL import Image
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
 
 from livo_core.atomic import atomic_path
 
@@ -65,7 +66,7 @@ class LatentCache:
         while start < len(images):
             end = start + batch
             try:
-                latents = _encode(vae, images[start:end])
+                latents = encode_images(vae, images[start:end])
             except torch.cuda.OutOfMemoryError:
                 if batch == 1:
                     raise
@@ -78,6 +79,48 @@ class LatentCache:
                     save_file({"latent": latent.contiguous()}, str(tmp))
             start = end
 
+    def pack_path(self, shas: Sequence[str]) -> Path:
+        """Where `pack` writes the latents of `shas` (named by the hashes, in order); a dot-folder, so that a mirror
+        never uploads this derived file."""
+        digest = hashlib.sha256("\n".join(shas).encode()).hexdigest()[:16]
+        return Path(self.root) / "latents" / self.vae_id / ".packs" / f"{digest}.npy"
+
+    def pack(self, shas: Sequence[str]) -> np.ndarray:
+        """The latents of `shas`, row i for shas[i], as one memory-mapped array (N, C, h, w) float32: written once
+        beside the cache from the per-image files, then only the rows a batch asks for are read from disk, so a
+        training process never holds the dataset's latents in memory. A derived file: deleting it is safe (one pack
+        per set of images: a new split or dataset version writes another, the old ones may be deleted)."""
+        if not shas:
+            raise ValueError("no latents to pack: give at least one image hash")
+        path = self.pack_path(shas)
+        if not path.is_file():
+            first = self.load(shas[0])
+            with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+                shape = (len(shas), *first.shape)
+                np.lib.format.write_array_header_1_0(
+                    handle,
+                    {
+                        "descr": np.lib.format.dtype_to_descr(np.dtype(np.float32)),
+                        "fortran_order": False,
+                        "shape": shape,
+                    },
+                )
+                for sha in tqdm(shas, desc="pack latents", mininterval=2):
+                    latent = self.load(sha)
+                    if latent.shape != first.shape:
+                        raise ValueError(
+                            f"cached latent {self.path(sha)} has shape {tuple(latent.shape)}, the others "
+                            f"{tuple(first.shape)}: delete it and re-run to re-encode it"
+                        )
+                    handle.write(latent.float().numpy().tobytes())
+        packed = np.load(path, mmap_mode="r")
+        if packed.shape[0] != len(shas) or packed.dtype != np.float32:
+            raise ValueError(
+                f"latent pack {path} holds {packed.shape} {packed.dtype}, not {len(shas)} float32 "
+                "latents: delete it and re-run to rewrite it"
+            )
+        return packed
+
     def load(self, sha: str) -> torch.Tensor:
         path = self.path(sha)
         if not path.is_file():
@@ -89,7 +132,7 @@ class LatentCache:
 
 
 @torch.no_grad()
-def _encode(vae: AutoencoderKL, images: np.ndarray) -> torch.Tensor:
+def encode_images(vae: AutoencoderKL, images: np.ndarray) -> torch.Tensor:
     """Latents (N, 4, h, w) float32 on CPU of uint8 images (N, H, W, 3): posterior mean x scaling factor, one call."""
     pixels = torch.from_numpy(np.asarray(images)).permute(0, 3, 1, 2).to(vae.device, vae.dtype) / 127.5 - 1.0
     return (vae.encode(pixels).latent_dist.mean * vae.config.scaling_factor).float().cpu()

@@ -65,7 +65,7 @@ from livo_core.report import (
 from livo_core.retrieval import default_retriever
 from livo_core.schema import PAIRS, read_table
 from livo_core.storage import LatentCache
-from livo_core.training import Trainer, ensure_latents, missing_latents
+from livo_core.training import Trainer, ensure_latents, image_paths, missing_latents
 
 
 class TrainLivoConfig(_Config):
@@ -175,14 +175,15 @@ def stage_check_dataset(config: TrainLivoConfig) -> dict:
     if not report.ok:
         raise ValueError(f"dataset {root} is invalid: " + "; ".join(report.problems[:5]))
     check_base_model(root, config.base_model, weights_id(config.base_model))
-    rows = read_table(root / "pairs.parquet", PAIRS).to_pylist()
-    latents = LatentCache(root, weights_id(config.base_model, "vae"))
+    pairs = read_table(root / "pairs.parquet", PAIRS)
+    images, latents = image_paths(pairs), LatentCache(root, weights_id(config.base_model, "vae"))
     encoded = (
-        ensure_latents(latents, rows, load_base_pipeline(config.base_model).vae)
-        if missing_latents(latents, rows)
+        ensure_latents(latents, images, load_base_pipeline(config.base_model).vae)
+        if missing_latents(latents, images)
         else 0
     )
-    splits = {split: sum(r["split"] == split for r in rows) for split in ("train", "val", "test")}
+    split_column = pairs["split"].to_pylist()
+    splits = {split: split_column.count(split) for split in ("train", "val", "test")}
     return {"pairs": report.pairs, "latents_encoded": encoded, **splits}
 
 

@@ -5,14 +5,18 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 import torch
-from accelerate import Accelerator
+from accelerate import Accelerator, InitProcessGroupKwargs
 from diffusers import AutoencoderKL, DDPMScheduler
 from PIL import Image
 from tqdm.auto import tqdm
@@ -22,12 +26,12 @@ from livo_core.config import TrainConfig
 from livo_core.dataset import check_base_model, value_shares
 from livo_core.judging import load_image
 from livo_core.losses import LOSSES, LossOutput, denoising_error
-from livo_core.models.loading import load_base_pipeline, weights_id
+from livo_core.models.loading import load_base_pipeline, tune_unet, weights_id
 from livo_core.models.value_encoder import ValueEncoder, build_conditioning, encode_prompts
 from livo_core.pipeline import LivoPipeline, default_settings
 from livo_core.principles import Principle, load_principles
 from livo_core.schema import PAIRS, read_table
-from livo_core.storage import LatentCache
+from livo_core.storage import LatentCache, encode_images
 
 logger = logging.getLogger(__name__)
 
@@ -62,55 +66,97 @@ class PairBatch:
     positions: list[int]  # position of each pair in the optimizer step's global batch
 
 
-class PairDataset:
-    """Training pairs of a dataset folder, with every latent loaded once into memory."""
+_IMAGES = ["aligned_image", "aligned_sha256", "violating_image", "violating_sha256"]
 
-    def __init__(self, dataset_dir: str | Path, vae: AutoencoderKL, vae_id: str, split: str = "train"):
-        root = Path(dataset_dir)
-        table = read_table(root / "pairs.parquet", PAIRS).to_pylist()
-        rows = [r for r in table if r["split"] == split]
-        if not rows:
-            raise ValueError(f"{root / 'pairs.parquet'} has no pairs in split {split!r}: build the dataset first")
-        latents = LatentCache(root, vae_id)
-        ensure_latents(latents, rows, vae)
+
+class PairDataset:
+    """Training pairs of a dataset folder. With `latent_source` "cache" a batch's latents are read from a
+    memory-mapped pack of the cached VAE latents (memory flat in the dataset's size, shared by every process); with
+    "images" its PNGs are decoded and VAE-encoded every step, as the release does (bench/gpu.py's peer).
+
+    Prompts and image hashes stay Arrow arrays (no Python object per pair): a process holds a few bytes per pair.
+    """
+
+    def __init__(
+        self,
+        dataset_dir: str | Path,
+        vae: AutoencoderKL,
+        vae_id: str,
+        split: str = "train",
+        latent_source: Literal["cache", "images"] = "cache",
+    ):
+        self.root = Path(dataset_dir)
+        table = read_table(self.root / "pairs.parquet", PAIRS, ["prompt", "principle_id", "split", *_IMAGES])
+        table = table.filter(pc.equal(table["split"], split)).combine_chunks()
+        if not table.num_rows:
+            raise ValueError(f"{self.root / 'pairs.parquet'} has no pairs in split {split!r}: build the dataset first")
         principles = load_principles()
-        self.prompts = [r["prompt"] for r in rows]
-        self.principles = [principles.get(r["principle_id"]) for r in rows]
-        self.latents_w = torch.stack([latents.load(r["aligned_sha256"]) for r in rows])
-        self.latents_l = torch.stack([latents.load(r["violating_sha256"]) for r in rows])
+        self.prompts = table["prompt"].chunk(0)
+        self.principles = [principles.get(i) for i in table["principle_id"].to_pylist()]
+        aligned, violating = table["aligned_sha256"].chunk(0), table["violating_sha256"].chunk(0)
+        unique = pc.unique(pa.concat_arrays([aligned, violating]))
+        self.shas = unique.take(pc.sort_indices(unique))  # row i of the latents pack
+        self.index_w = pc.index_in(aligned, value_set=self.shas).to_numpy()
+        self.index_l = pc.index_in(violating, value_set=self.shas).to_numpy()
+        self.vae, self.latents, self.image_paths = vae, None, None
+        if latent_source == "cache":
+            self.latents = self._pack(LatentCache(self.root, vae_id), table)
+        else:
+            paths = image_paths(table)
+            self.image_paths = [paths[sha] for sha in self.shas.to_pylist()]
+        del table
+        pa.default_memory_pool().release_unused()  # the table's buffers: back to the system, not kept per process
+
+    def _pack(self, cache: LatentCache, table: pa.Table) -> np.ndarray:
+        """The memory-mapped latents of `shas`; the missing ones encoded first (unless already packed)."""
+        shas = self.shas.to_pylist()
+        if not cache.pack_path(shas).is_file():
+            ensure_latents(cache, image_paths(table), self.vae)
+        return cache.pack(shas)
 
     def __len__(self) -> int:
         return len(self.prompts)
 
+    def image_latents(self, rows: np.ndarray) -> torch.Tensor:
+        """Latents (B, C, h, w) float32 on CPU of images `rows` (indices into `shas`)."""
+        if self.latents is not None:
+            return torch.from_numpy(np.ascontiguousarray(self.latents[rows]))
+        return encode_images(self.vae, np.stack([load_image(self.root / self.image_paths[i]) for i in rows]))
+
     def collate(self, indices: list[int], positions: list[int]) -> PairBatch:
         return PairBatch(
-            [self.prompts[i] for i in indices],
+            self.prompts.take(indices).to_pylist(),
             [self.principles[i] for i in indices],
-            self.latents_w[indices],
-            self.latents_l[indices],
+            self.image_latents(self.index_w[indices]),
+            self.image_latents(self.index_l[indices]),
             positions,
         )
 
 
-def missing_latents(latents: LatentCache, rows: list[dict]) -> list[tuple[str, str]]:
-    """(image path, sha256) of every pair image whose latent is not cached yet."""
-    return sorted(
-        {
-            (r[f"{role}_image"], r[f"{role}_sha256"])
-            for r in rows
-            for role in ("aligned", "violating")
-            if not latents.path(r[f"{role}_sha256"]).is_file()
-        }
+def image_paths(pairs: pa.Table) -> dict[str, str]:
+    """sha256 -> path (relative to the dataset folder) of every image of a PAIRS table."""
+    return dict(
+        zip(
+            pairs["aligned_sha256"].to_pylist() + pairs["violating_sha256"].to_pylist(),
+            pairs["aligned_image"].to_pylist() + pairs["violating_image"].to_pylist(),
+            strict=True,
+        )
     )
 
 
-def ensure_latents(latents: LatentCache, rows: list[dict], vae: AutoencoderKL, batch_size: int = 32) -> int:
-    """Encode (once, with the frozen VAE) every pair image whose latent is not cached yet; returns how many."""
-    missing = missing_latents(latents, rows)
+def missing_latents(latents: LatentCache, images: Mapping[str, str]) -> list[tuple[str, str]]:
+    """(image path, sha256) of every image (`images`: sha256 -> path) whose latent is not cached yet."""
+    return sorted((path, sha) for sha, path in images.items() if not latents.path(sha).is_file())
+
+
+def ensure_latents(latents: LatentCache, images: Mapping[str, str], vae: AutoencoderKL, batch_size: int = 32) -> int:
+    """Encode (once, with the frozen VAE) every image (sha256 -> path) whose latent is not cached yet; returns how
+    many."""
+    missing = missing_latents(latents, images)
     for start in tqdm(range(0, len(missing), batch_size), desc="cache latents", disable=not missing):
         chunk = missing[start : start + batch_size]
-        images = np.stack([load_image(latents.root / path) for path, _ in chunk])
-        latents.store(vae, images, [sha for _, sha in chunk])
+        pixels = np.stack([load_image(latents.root / path) for path, _ in chunk])
+        latents.store(vae, pixels, [sha for _, sha in chunk])
     return len(missing)
 
 
@@ -163,17 +209,26 @@ class Trainer:
         self.output_dir = Path(config.output_dir)
         self.output_dir.mkdir(parents=True, exist_ok=True)
         self.accelerator = Accelerator(  # cpu: several CPU processes (torchrun) become MULTI_CPU with gloo
-            mixed_precision=self._precision(), cpu=not torch.cuda.is_available()
+            mixed_precision=self._precision(),
+            cpu=not torch.cuda.is_available(),
+            # the other processes wait while the main one encodes and packs the latents (an hour at 86k pairs)
+            kwargs_handlers=[InitProcessGroupKwargs(timeout=timedelta(hours=3))],
         )
         device = self.accelerator.device
         self.base = load_base_pipeline(config.base_model, dtype=self.frozen_dtype(), device=device)
+        if config.gradient_checkpointing:
+            self.base.unet.enable_gradient_checkpointing()
+        self.unet = tune_unet(self.base.unet, config.channels_last, config.compile_unet)  # the training passes'
         self.noise_scheduler = DDPMScheduler.from_config(self.base.scheduler.config)
         if self.noise_scheduler.config.prediction_type != "epsilon":
             raise ValueError(
                 f"{config.base_model} predicts {self.noise_scheduler.config.prediction_type}; LiVO needs epsilon"
             )
         check_base_model(config.dataset, config.base_model, weights_id(config.base_model))
-        self.dataset = PairDataset(config.dataset, self.base.vae, weights_id(config.base_model, "vae"))
+        with self.accelerator.main_process_first():  # one process encodes and packs the latents, the others read
+            self.dataset = PairDataset(
+                config.dataset, self.base.vae, weights_id(config.base_model, "vae"), latent_source=config.latent_source
+            )
         self.value_shares = value_shares(config.dataset)  # saved with every checkpoint, used at inference
         principle_ids = [p.id for p in self.dataset.principles]
         self.processes = self.accelerator.num_processes  # each takes its share of every step's pairs
@@ -246,14 +301,11 @@ class Trainer:
         )
         t2, target = torch.cat([t, t]), torch.cat([noise, noise])  # (2B,)
         prompt_embeds = encode_prompts(self.base.text_encoder, self.base.tokenizer, batch.prompts)  # (B, L, D)
-        unet_dtype = self.base.unet.dtype
         with self.accelerator.autocast():  # the reference and the policy pass under the same autocast
-            with torch.no_grad():
-                ref = self.base.unet(noisy.to(unet_dtype), t2, prompt_embeds.repeat(2, 1, 1).to(unet_dtype)).sample
             ids = self.accelerator.unwrap_model(self.value_encoder).token_ids(batch.principles, batch.prompts)
             value = self.value_encoder(ids)  # (B, D), through DDP when there are several processes
             cond = build_conditioning(value, prompt_embeds)  # (B, L, D)
-            policy = self.base.unet(noisy.to(unet_dtype), t2, cond.repeat(2, 1, 1).to(unet_dtype)).sample
+            ref, policy = self._denoise(noisy, t2, prompt_embeds.repeat(2, 1, 1), cond.repeat(2, 1, 1))
         ref_w, ref_l = denoising_error(ref, target).chunk(2)
         policy_w, policy_l = denoising_error(policy, target).chunk(2)
         c = self.config
@@ -262,6 +314,21 @@ class Trainer:
                 policy_w, policy_l, ref_w, ref_l, beta=c.beta, alpha=c.alpha, gamma1=c.gamma1, gamma2=c.gamma2
             )
         return self.loss_fn(policy_w, policy_l, ref_w, ref_l, beta=c.dpo_beta)
+
+    def _denoise(
+        self, noisy: torch.Tensor, t: torch.Tensor, prompt_embeds: torch.Tensor, cond: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The frozen UNet's noise predictions on the prompt alone (reference, no gradient) and on the value's
+        conditioning (policy), in one call of both halves or in two calls (`unet_calls`)."""
+        dtype = self.base.unet.dtype
+        noisy, prompt_embeds, cond = noisy.to(dtype), prompt_embeds.to(dtype), cond.to(dtype)
+        if self.config.unet_calls == 1:
+            both = self.unet(torch.cat([noisy, noisy]), torch.cat([t, t]), torch.cat([prompt_embeds, cond])).sample
+            ref, policy = both.chunk(2)
+            return ref.detach(), policy
+        with torch.no_grad():
+            ref = self.unet(noisy, t, prompt_embeds).sample
+        return ref, self.unet(noisy, t, cond).sample
 
     def micro_batches(self) -> list[PairBatch]:
         """This process's share of the step's pairs, in micro-batches of `micro_batch` pairs; positions are global,

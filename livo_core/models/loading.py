@@ -188,3 +188,11 @@ def load_base_pipeline(
 def load_tokenizer(profile_or_path: str) -> CLIPTokenizer:
     """A base model's tokenizer alone (no weights loaded): prompts are checked against what its encoder reads."""
     return CLIPTokenizer.from_pretrained(local_folder(profile_or_path), subfolder="tokenizer")
+
+
+def tune_unet(unet: torch.nn.Module, channels_last: bool = False, compile_unet: bool = False) -> torch.nn.Module:
+    """The frozen UNet, faster but computing the same: channels-last memory format (in place) and torch.compile with
+    static shapes (compiled on its first call of each shape; the returned module shares the weights)."""
+    if channels_last:
+        unet.to(memory_format=torch.channels_last)
+    return torch.compile(unet, mode="default", dynamic=False) if compile_unet else unet

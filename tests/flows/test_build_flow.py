@@ -98,5 +98,5 @@ def test_build_dataset_into_a_url_and_again_on_a_machine_without_the_mirror(
     assert fs.cat_file(f"/livo-test/{tmp_path.name}/dataset/pairs.parquet") == pairs
 
 
-def _no_generation(base_model: str, *args):
-    raise AssertionError(f"{base_model} asked to generate: the shards at the URL were not reused")
+def _no_generation(gen):
+    raise AssertionError(f"{gen.base_model} asked to generate: the shards at the URL were not reused")

@@ -1,4 +1,5 @@
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from livo_core.schema import PAIRS, SCHEMA_VERSION, SchemaError, read_metadata, read_table, write_table
@@ -32,11 +33,21 @@ def test_rows_missing_a_column_are_refused_and_nothing_is_written(tmp_path):
 
 
 def test_wrong_schema_version_is_refused(tmp_path):
-    import pyarrow.parquet as pq
-
     table = pa.Table.from_pylist([pair_row()], schema=PAIRS).replace_schema_metadata(
         {b"livo": b'{"schema_version": "0"}'}
     )
     pq.write_table(table, tmp_path / "old.parquet")
     with pytest.raises(SchemaError, match="schema version"):
         read_table(tmp_path / "old.parquet", PAIRS)
+
+
+def test_some_columns_are_read_alone_and_a_missing_one_is_named(tmp_path):
+    path = write_table([pair_row(pair_id="y")], tmp_path / "pairs.parquet", PAIRS, meta={"run": "r1"})
+    table = read_table(path, PAIRS, ["pair_id", "principle_id"])
+    assert table.column_names == ["pair_id", "principle_id"] and table.column("pair_id").to_pylist() == ["y"]
+    assert pa.types.is_dictionary(table.schema.field("principle_id").type)
+    assert read_metadata(table)["run"] == "r1"
+    slim = pa.Table.from_pylist([{"pair_id": "z"}]).replace_schema_metadata(table.schema.metadata)
+    pq.write_table(slim, tmp_path / "slim.parquet")
+    with pytest.raises(SchemaError, match=r"lacks columns \['principle_id'\]"):
+        read_table(tmp_path / "slim.parquet", PAIRS, ["pair_id", "principle_id"])

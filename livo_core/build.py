@@ -27,6 +27,7 @@ from livo_core.generation import (
     shard_path,
     shard_requests,
 )
+from livo_core.hf_dataset import write_hf_splits
 from livo_core.judging import JudgePool, judge_images
 from livo_core.models.loading import (
     Sampler,
@@ -282,6 +283,7 @@ def stage_write_dataset(
     report = validate_dataset(root)
     if not report.ok:
         raise ValueError(f"dataset {root} failed validation: {report.problems[:5]}")
+    write_hf_splits(root)  # data/<split>-*.parquet: what datasets.load_dataset(root) and the Hub read
     (root / "README.md").write_text(dataset_card(root))
     return path, counts
 

@@ -1,23 +1,139 @@
-"""The `livo` command line: the shapes-world demo, dataset building, training, evaluation."""
+"""The `livo` command line: the shapes-world demo, dataset building, training, evaluation.
+
+livo's own errors (bad input, missing files, weights not available) print one `Error: ...` line and exit with code 2;
+`livo --debug ...` or LIVO_DEBUG=1 shows the traceback instead. Relative defaults (`outputs/...`) are taken under
+LIVO_ROOT, else the project root (the livo checkout), else the current directory.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 import typer
 from rich.console import Console
 
-app = typer.Typer(help="LiVO: align text-to-image diffusion models with human values.", no_args_is_help=True)
+app = typer.Typer(
+    help="LiVO: align text-to-image diffusion models with human values.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
 console = Console()
+USAGE_EXIT = 2  # livo's own errors and bad usage, as click does for bad usage
+
+
+def project_root() -> Path:
+    """LIVO_ROOT, else the livo checkout this package runs from (an editable install), else the current directory."""
+    if os.environ.get("LIVO_ROOT"):
+        return Path(os.environ["LIVO_ROOT"]).expanduser()
+    checkout = Path(__file__).resolve().parents[1]
+    return checkout if (checkout / "prefect.yaml").is_file() else Path.cwd()
+
+
+def default_path(relative: str) -> Path:
+    """A default path (`outputs/...`) under the project root."""
+    return project_root() / relative
+
+
+def user_errors() -> tuple[type[BaseException], ...]:
+    """The exceptions that are livo telling a person what to fix, not a bug: shown as one line."""
+    from livo_core.infra import InfraError
+    from livo_core.models.loading import ModelNotAvailableError
+
+    return (ValueError, OSError, LookupError, ModelNotAvailableError, InfraError)
+
+
+def _one_line(error: BaseException) -> str:
+    from pydantic import ValidationError
+
+    if isinstance(error, ValidationError):
+        text = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'input'}: {e['msg']}" for e in error.errors())
+    elif isinstance(error, LookupError) and error.args:
+        text = str(error.args[0])
+    else:
+        text = str(error) or type(error).__name__
+    return " ".join(text.split())
+
+
+def main(args: list[str] | None = None) -> None:
+    """The `livo` entry point."""
+    argv = sys.argv[1:] if args is None else list(args)
+    debug = "--debug" in argv or os.environ.get("LIVO_DEBUG") == "1"
+    try:
+        code = typer.main.get_command(app).main(args=argv, prog_name="livo", standalone_mode=False)
+    except typer.Abort:
+        typer.echo("Aborted.", err=True)
+        sys.exit(130)
+    except typer.TyperException as error:  # bad usage: an unknown option, a bad parameter value
+        if debug:
+            raise
+        message = error.format_message() if hasattr(error, "format_message") else str(error)
+        typer.echo(f"Error: {' '.join(message.split())}", err=True)
+        sys.exit(USAGE_EXIT)
+    except Exception as error:
+        if debug or not isinstance(error, user_errors()):
+            raise
+        typer.echo(f"Error: {_one_line(error)} (livo --debug ... shows the traceback)", err=True)
+        sys.exit(USAGE_EXIT)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+@app.callback()
+def _options(
+    debug: bool = typer.Option(False, "--debug", help="show the traceback of an error (also: LIVO_DEBUG=1)"),
+    verbose: bool = typer.Option(False, "--verbose", help="show third-party progress bars (diffusers, the hub)"),
+) -> None:
+    """LiVO: align text-to-image diffusion models with human values."""
+    if not verbose:
+        quiet_third_party()
+
+
+def quiet_third_party() -> None:
+    """Silence diffusers', transformers' and the hub's progress bars (weights loading, downloads), so that livo's
+    own progress is the one a person reads."""
+    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"  # the hub's flag, which transformers and diffusers follow
+    from huggingface_hub.utils import disable_progress_bars
+
+    disable_progress_bars()
+
+
+def _require_dataset(path: Path) -> Path:
+    if not (path / "pairs.parquet").is_file():
+        raise FileNotFoundError(
+            f"no dataset at {path} (no pairs.parquet there): build one first "
+            "(livo run-deployment build-dataset/local --wait) or pass the folder of one"
+        )
+    return path
+
+
+def _require_base_model(base_model: str) -> str:
+    """The base model's folder must be there (or fetchable) before anything loads."""
+    from livo_core.models.loading import check_pipeline_folder, local_folder
+
+    check_pipeline_folder(local_folder(base_model))
+    return base_model
+
+
+def _require_value_encoder(path: Path) -> Path:
+    from livo_core.models.value_encoder import SUBFOLDER
+
+    if not (path / SUBFOLDER).is_dir():
+        raise FileNotFoundError(
+            f"no value encoder at {path} (no {SUBFOLDER}/ there): train one "
+            "(livo run-deployment train-livo/local --wait) or pass --value-encoder FOLDER (an export or a checkpoint)"
+        )
+    return path
 
 
 @app.command()
 def demo(
-    out_dir: Path = typer.Option(Path("outputs/shapes-demo"), help="where the dataset, checkpoints and report go"),
-    steps: int = typer.Option(600, help="training steps of the value encoder (8 pairs each)"),
-    images_per_prompt: int = typer.Option(16, help="evaluation images per prompt (reference: 50)"),
+    out_dir: Path | None = typer.Option(
+        None, help="where the dataset, checkpoints and report go [default: outputs/shapes-demo]"
+    ),
+    steps: int = typer.Option(600, min=1, help="training steps of the value encoder (8 pairs each)"),
+    images_per_prompt: int = typer.Option(16, min=1, help="evaluation images per prompt (reference: 50)"),
 ) -> None:
     """End to end on the offline shapes world, in this process: build the dataset, train LiVO, evaluate, report."""
     from livo_core.build import BuildConfig
@@ -31,7 +147,7 @@ def demo(
         training=SHAPES_RECIPE.model_copy(update={"max_steps": steps}),
         evaluation=SHAPES_EVAL.model_copy(update={"images_per_prompt": images_per_prompt, "seeds": (0,)}),
     )
-    results = run_experiment(out_dir, BuildConfig(), train)
+    results = run_experiment(out_dir or default_path("outputs/shapes-demo"), BuildConfig(), train)
     console.print(Path(results["report"]).read_text().split("\n\n")[1])
     console.print(f"pairs: {results['pairs']}  report: {results['report']}")
 
@@ -39,27 +155,32 @@ def demo(
 @app.command()
 def generate(
     prompt: str = typer.Argument(..., help="the text-to-image prompt"),
-    value_encoder: Path = typer.Option(
-        Path("outputs/train-livo/export"), help="a value encoder folder (train-livo's export or a checkpoint)"
+    value_encoder: Path | None = typer.Option(
+        None,
+        help="a value encoder folder (train-livo's export or a checkpoint) [default: outputs/train-livo/export]",
     ),
     value: str | None = typer.Option(None, help="principle id to apply; default: the retriever picks (or none)"),
-    n: int = typer.Option(8, help="images"),
+    n: int = typer.Option(8, min=1, help="images"),
     seed: int = typer.Option(0, help="first image seed; image i uses seed + i"),
     base_model: str = typer.Option("shapes", help="shapes, sd15, a pipeline folder or a hub id"),
-    out: Path = typer.Option(Path("outputs/generate.png"), help="the grid PNG to write"),
+    out: Path | None = typer.Option(None, help="the grid PNG to write [default: outputs/generate.png]"),
 ) -> None:
     """Generate value-aligned images: the retriever picks the principle from the prompt (or --value sets it)."""
+    from livo_core.models.value_encoder import check_prompt
     from livo_core.pipeline import LivoPipeline, default_settings
     from livo_core.principles import load_principles
     from livo_core.report import image_grid
     from livo_core.retrieval import FixedRetriever, default_retriever
 
+    check_prompt(prompt)
     principles = load_principles()
     try:
         retriever = FixedRetriever(principles, value) if value else default_retriever(principles)
     except KeyError as error:
         raise typer.BadParameter(error.args[0], param_hint="--value") from None
-    pipeline = LivoPipeline.from_pretrained(base_model, value_encoder)
+    value_encoder = _require_value_encoder(value_encoder or default_path("outputs/train-livo/export"))
+    out = out or default_path("outputs/generate.png")
+    pipeline = LivoPipeline.from_pretrained(_require_base_model(base_model), value_encoder)
     seeds = list(range(seed, seed + n))
     images, values, retrieval = pipeline.generate_aligned(
         prompt, seeds, retriever, principles, default_settings(base_model)
@@ -75,7 +196,7 @@ def generate(
 
 @app.command()
 def experiment(
-    out_dir: Path = typer.Option(Path("outputs/shapes-experiment")),
+    out_dir: Path | None = typer.Option(None, help="[default: outputs/shapes-experiment]"),
     losses: str = typer.Option("livo,dpo", help="comma-separated losses to compare"),
     training_seeds: str = typer.Option("0,1,2", help="comma-separated training seeds (one run per seed and loss)"),
 ) -> None:
@@ -83,8 +204,16 @@ def experiment(
     same budget, 2 evaluation seeds x 32 images per held-out prompt."""
     from livo_core.build import BuildConfig
     from livo_core.experiment import bench_config, run_experiment
+    from livo_core.losses import LOSSES
 
-    seeds = tuple(int(seed) for seed in training_seeds.split(","))
+    unknown = [loss for loss in losses.split(",") if loss not in LOSSES]
+    if unknown:
+        raise typer.BadParameter(f"unknown losses {unknown}: choose from {sorted(LOSSES)}", param_hint="--losses")
+    try:
+        seeds = tuple(int(seed) for seed in training_seeds.split(","))
+    except ValueError:
+        raise typer.BadParameter(f"{training_seeds!r} is not a comma-separated list of integers") from None
+    out_dir = out_dir or default_path("outputs/shapes-experiment")
     results = run_experiment(out_dir, BuildConfig(), bench_config(tuple(losses.split(",")), seeds))
     console.print(f"report: {results['report']}")
 
@@ -127,6 +256,8 @@ def train(
     except ValidationError as error:
         source = f"{config} and the options" if config else "the options"
         raise typer.BadParameter(f"{source} do not make a valid TrainConfig:\n{error}") from None
+    _require_dataset(dataset)
+    _require_base_model(train_config.base_model)
     checkpoint = Trainer(train_config).fit()
     console.print(f"last checkpoint: {checkpoint}")
 
@@ -162,6 +293,10 @@ def train_shapes_model(
     """Train the shapes-world diffusion model (from scratch: about an hour on 2 CPU cores)."""
     from livo_core.shapes.base_model import ShapesModelConfig, train_shapes_pipeline
 
+    if init_from is not None:
+        _require_base_model(str(init_from))
+    if out.exists() and not out.is_dir():
+        raise typer.BadParameter(f"{out} is a file: give a folder for the pipeline", param_hint="--out")
     config = ShapesModelConfig(
         unet_steps=unet_steps, unet_lr=unet_lr, ema_decay=ema_decay, explicit_race=explicit_race, seed=seed
     )
@@ -178,6 +313,8 @@ def sd15_miniature(
     VAE; tiny widths, random weights, 64 px): try the sd15 path without weights, e.g. `--base-model <out>`."""
     from livo_core.models.miniature import write_sd15_miniature
 
+    if out.exists() and not out.is_dir():
+        raise typer.BadParameter(f"{out} is a file: give a folder for the pipeline", param_hint="OUT")
     console.print(f"SD1.5-architecture miniature (random weights): {write_sd15_miniature(out, seed)}")
 
 
@@ -222,6 +359,8 @@ def train_retriever(
     """Rebuild the learned retriever (MiniLM probe) from data/retrieval/train_prompts.yaml and templates.yaml."""
     from livo_core.learned_retrieval import WEIGHTS_FILE, train_probe
 
+    if out is not None and out.is_dir():
+        raise typer.BadParameter(f"{out} is a folder: give the weights file to write", param_hint="--out")
     probe, summary = train_probe()
     path = probe.save(out or WEIGHTS_FILE)
     console.print(f"examples per label: {summary['examples']}")
@@ -240,7 +379,7 @@ app.add_typer(worker_app, name="worker")
 
 @server_app.command("start")
 def server_start(
-    port: int = typer.Option(4200, help="port on 127.0.0.1"),
+    port: int = typer.Option(4200, min=1, max=65535, help="port on 127.0.0.1"),
     database_url: str | None = typer.Option(
         None,
         envvar="LIVO_DATABASE_URL",
@@ -294,7 +433,7 @@ def worker_stop(pool: str = typer.Option("local")) -> None:
 
 
 @app.command()
-def up(port: int = typer.Option(4200, help="server port on 127.0.0.1")) -> None:
+def up(port: int = typer.Option(4200, min=1, max=65535, help="server port on 127.0.0.1")) -> None:
     """Server, work pool `local`, its deployments and a worker: `livo server start` + `livo worker start`."""
     server_start(port=port, database_url=os.environ.get("LIVO_DATABASE_URL"))
     worker_start(pool="local", workers=1, limit=None)
@@ -330,13 +469,51 @@ def run_deployment(
 @app.command()
 def screenshot(
     key: str = typer.Argument("livo-report", help="artifact key"),
-    out: Path = typer.Option(Path("docs/train-livo-report.png"), help="PNG to write"),
+    out: Path | None = typer.Option(None, help="PNG to write [default: docs/train-livo-report.png]"),
+    flow_run: str | None = typer.Option(
+        None, help="FLOW/DEPLOYMENT: screenshot its newest flow run (the run graph) instead of an artifact"
+    ),
 ) -> None:
-    """Screenshot the newest artifact `key` as the Prefect UI shows it (headless Chromium)."""
+    """Screenshot, as the Prefect UI shows it (headless Chromium), the newest artifact `key` or, with --flow-run,
+    the newest flow run of a deployment (e.g. `livo screenshot --flow-run livo/local --out docs/livo-graph.png`)."""
     from livo_core import infra
 
-    console.print(f"screenshot: {infra.screenshot_artifact(Path.cwd(), key, out)}")
+    if flow_run is not None and flow_run.count("/") != 1:
+        raise typer.BadParameter(f"{flow_run!r} is not FLOW/DEPLOYMENT (e.g. livo/local)", param_hint="--flow-run")
+    out = out or default_path("docs/train-livo-report.png")
+    shot = (
+        infra.screenshot_flow_run(Path.cwd(), flow_run, out)
+        if flow_run
+        else infra.screenshot_artifact(Path.cwd(), key, out)
+    )
+    console.print(f"screenshot: {shot}")
+
+
+@app.command("push-dataset")
+def push_dataset(
+    folder: Path = typer.Argument(..., help="a dataset folder made by build-dataset"),
+    repo_id: str = typer.Argument(..., help="the Hugging Face dataset repo, ORG/NAME (created if missing)"),
+    private: bool = typer.Option(False, help="create the repo private"),
+) -> None:
+    """Upload a dataset's card and split files to the Hugging Face Hub (`datasets.load_dataset(REPO_ID)` then reads
+    it). Offline, says so and leaves the folder ready to upload; exit code 1."""
+    from livo_core.hf_dataset import UPLOADED, HubUnreachableError, check_ready
+    from livo_core.hf_dataset import push_dataset as push
+
+    if "/" not in repo_id or repo_id.count("/") != 1:
+        raise typer.BadParameter(f"{repo_id!r} is not ORG/NAME", param_hint="REPO_ID")
+    files = check_ready(folder)
+    try:
+        url = push(folder, repo_id, private=private)
+    except HubUnreachableError as error:
+        console.print(
+            f"Not uploaded: the Hugging Face Hub is not reachable ({error}). {folder} is ready ({len(files)} files): "
+            f"where the hub is reachable, run `livo push-dataset {folder} {repo_id}` or `hf upload {repo_id} {folder} "
+            f"--repo-type dataset --include {' '.join(repr(p) for p in UPLOADED)}`."
+        )
+        raise typer.Exit(1) from None
+    console.print(f"uploaded: {url}")
 
 
 if __name__ == "__main__":
-    app()
+    main()

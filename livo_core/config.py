@@ -140,6 +140,11 @@ class TrainRecipe(_Config):
     keep_checkpoints: int = Field(2, ge=1, description="newest checkpoints kept on disk")
     validate_every: int = Field(1000, ge=1, description="optimizer steps between validation grids")
     log_every: int = Field(10, ge=1)
+    log_with: Literal["none", "tensorboard", "wandb"] = Field(
+        "none",
+        description="tracker that also gets metrics.jsonl's metrics: tensorboard (files under output_dir/livo), "
+        "wandb (WANDB_MODE=offline for no network), none",
+    )
     validation_prompts: tuple[str, ...] = Field(("a photo of a doctor",), description="prompts of the validation grid")
     validation_principle: str | None = Field("gender_equality", description="principle id applied in the grid")
     num_threads: int | None = Field(None, ge=1, description="torch CPU threads (None: torch's default)")

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
+from livo_core.hf_dataset import DATA_DIR, front_matter
 from livo_core.schema import PAIRS, read_file_metadata, read_metadata, read_table, write_batches
 from livo_core.storage import LatentCache
 
@@ -92,10 +93,22 @@ def dataset_card(root: Path) -> str:
         ]
     ).to_pylist()
     counts = Counter((r["category"], r["principle_id"], r["split"]) for r in rows)
+    per_split = Counter(r["split"] for r in rows)
     lines = [
+        front_matter({split: per_split[split] for split in SPLITS}, sorted({r["base_model"] for r in rows})),
         "# livo preference dataset",
         "",
         f"{len(rows)} pairs (prompt, principle, aligned image, violating image).",
+        "",
+        "```python",
+        "from datasets import load_dataset",
+        "",
+        'pairs = load_dataset("path/to/this/folder")  # or the Hub repo id; splits train, val, test',
+        'pairs["train"][0]["aligned_image"]  # a PIL image; every provenance column is kept',
+        "```",
+        "",
+        f"`{DATA_DIR}/` holds the splits with the images embedded (the Hugging Face layout); `pairs.parquet`, "
+        "`images/` and `latents/` are livo's own (training reads them).",
         "",
         "| category | principle | " + " | ".join(SPLITS) + " |",
         "|---|---|" + "---|" * len(SPLITS),

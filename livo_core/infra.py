@@ -153,7 +153,7 @@ def start_server(
     if state:  # a server of ours that stopped answering
         stop_server(root)
     if not _port_free(host, port):
-        raise RuntimeError(f"{host}:{port} is in use: pick another port with --port")
+        raise InfraError(f"{host}:{port} is in use: pick another port with --port")
     url = f"http://{host}:{port}/api"
     env = _env(root) | {"PREFECT_SERVER_ANALYTICS_ENABLED": "false"}  # a local server: no telemetry
     if database_url:
@@ -200,10 +200,17 @@ def stop_server(root: Path) -> bool:
     return state is not None
 
 
+class InfraError(RuntimeError):
+    """The local Prefect infrastructure is not in the state a command needs (no server, a port in use)."""
+
+
 def _require_server(root: Path) -> dict:
     state = read_state(root, "server")
     if not state or not is_healthy(state["url"]):
-        raise RuntimeError("no livo Prefect server is running here: run `livo server start` (or `livo up`)")
+        raise InfraError(
+            f"no livo Prefect server is running here (no live server state under {root / STATE_DIR}): run "
+            "`livo server start` (or `livo up`) in this directory"
+        )
     return state
 
 
@@ -338,14 +345,46 @@ def latest_artifact(root: Path, key: str) -> dict:
     return found[0]
 
 
-def screenshot_artifact(root: Path, key: str, out: Path, width: int = 1400, height: int = 2600) -> Path:
-    """Open the newest `key` artifact's page of the Prefect UI in headless Chromium and save a PNG screenshot."""
+def latest_flow_run(root: Path, deployment: str) -> dict:
+    """The newest flow run of `deployment` (FLOW/NAME) on the local server."""
+    api_url = _require_server(root)["url"]
+    flow_name, name = deployment.split("/", 1)
+    body = {
+        "flows": {"name": {"any_": [flow_name]}},
+        "deployments": {"name": {"any_": [name]}},
+        "sort": "START_TIME_DESC",
+        "limit": 1,
+    }
+    found = _post(f"{api_url}/flow_runs/filter", body)
+    if not found:
+        raise LookupError(f"no flow run of {deployment} on {api_url}: run `livo run-deployment {deployment}` first")
+    return found[0]
+
+
+def screenshot_artifact(root: Path, key: str, out: Path) -> Path:
+    """The newest `key` artifact's page of the Prefect UI, as a PNG."""
+    _browser()
+    artifact = latest_artifact(root, key)
+    ui = _require_server(root)["url"].removesuffix("/api")
+    return screenshot_page(f"{ui}/artifacts/artifact/{artifact['latest_id']}", out, height=2600)
+
+
+def screenshot_flow_run(root: Path, deployment: str, out: Path) -> Path:
+    """The newest flow run of `deployment` in the Prefect UI (its run graph: every task and subflow), as a PNG."""
+    _browser()
+    return screenshot_page(flow_run_ui_url(root, latest_flow_run(root, deployment)["id"]), out, height=1400)
+
+
+def _browser() -> str:
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
     if browser is None:
         raise FileNotFoundError("no chromium on PATH: `apt-get install chromium` (Debian) and try again")
-    artifact = latest_artifact(root, key)
-    url = f"{_require_server(root)['url'].removesuffix('/api')}/artifacts/artifact/{artifact['latest_id']}"
-    out = Path(out).resolve()
+    return browser
+
+
+def screenshot_page(url: str, out: Path, width: int = 1400, height: int = 2600) -> Path:
+    """Open `url` in headless Chromium and save a PNG screenshot."""
+    browser, out = _browser(), Path(out).resolve()
     out.parent.mkdir(parents=True, exist_ok=True)
     subprocess.run(
         [
@@ -363,4 +402,6 @@ def screenshot_artifact(root: Path, key: str, out: Path, width: int = 1400, heig
         capture_output=True,
         timeout=120,
     )
+    if not out.is_file() or out.stat().st_size == 0:
+        raise RuntimeError(f"chromium wrote no screenshot of {url} to {out}")
     return out

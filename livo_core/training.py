@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import torch
 from accelerate import Accelerator, InitProcessGroupKwargs
+from accelerate.utils import is_tensorboard_available, is_wandb_available
 from diffusers import AutoencoderKL, DDPMScheduler
 from PIL import Image
 from tqdm.auto import tqdm
@@ -36,6 +37,9 @@ from livo_core.storage import LatentCache, encode_images
 logger = logging.getLogger(__name__)
 
 METRICS_FILE = "metrics.jsonl"
+TRACKER_PROJECT = "livo"  # the wandb project; tensorboard's event files go to output_dir/livo/
+# log_with -> (is it installed, what to install); wandb is imported by accelerate only when chosen
+_TRACKERS = {"tensorboard": (is_tensorboard_available, "tensorboard"), "wandb": (is_wandb_available, "wandb")}
 # Fields that define the training trajectory: a resumed run must agree on them.
 _TRAJECTORY_FIELDS = (
     "base_model",
@@ -199,6 +203,18 @@ class NonFiniteLossError(RuntimeError):
     """The training loss became NaN or infinite."""
 
 
+def check_tracker(log_with: str) -> None:
+    """A clear error, before training starts, when the chosen tracker's package is not installed."""
+    if log_with == "none":
+        return
+    available, package = _TRACKERS[log_with]
+    if not available():
+        raise ImportError(
+            f"log_with={log_with!r} needs the {package} package, which is not installed: pip install {package} "
+            "(or set log_with='none')"
+        )
+
+
 class Trainer:
     """Trains a value encoder on a pairs dataset with the LiVO or DPO loss."""
 
@@ -208,9 +224,12 @@ class Trainer:
         self.config = config
         self.output_dir = Path(config.output_dir)
         self.output_dir.mkdir(parents=True, exist_ok=True)
+        check_tracker(config.log_with)  # before any model loads
         self.accelerator = Accelerator(  # cpu: several CPU processes (torchrun) become MULTI_CPU with gloo
             mixed_precision=self._precision(),
             cpu=not torch.cuda.is_available(),
+            log_with=None if config.log_with == "none" else config.log_with,
+            project_dir=self.output_dir,
             # the other processes wait while the main one encodes and packs the latents (an hour at 86k pairs)
             kwargs_handlers=[InitProcessGroupKwargs(timeout=timedelta(hours=3))],
         )
@@ -408,8 +427,35 @@ class Trainer:
     def fit(self, on_log: Callable[[dict], None] | None = None) -> Path:
         """Train to `max_steps` (or `max_minutes`), checkpointing and validating; returns the last checkpoint.
 
-        `on_log` receives every logged record (a progress artifact, say).
+        `on_log` receives every logged record (a progress artifact, say). The `log_with` tracker runs for the
+        call and is closed even when training fails.
         """
+        self._start_tracker()
+        try:
+            return self._fit(on_log)
+        finally:
+            self._end_tracker()
+
+    def _start_tracker(self) -> None:
+        """The `log_with` run, with the config as its hyperparameters; a resumed tensorboard run hides the events
+        past the resumed step (as `_truncate_metrics` drops those log lines), so no step is logged twice."""
+        if self.config.log_with == "none":
+            return
+        hparams = {
+            k: v if isinstance(v, bool | int | float | str) else json.dumps(v)  # trackers take scalars only
+            for k, v in self.config.model_dump(mode="json").items()
+        }
+        purge = {"tensorboard": {"purge_step": self.step + 1}} if self.step else {}
+        self.accelerator.init_trackers(TRACKER_PROJECT, config=hparams, init_kwargs=purge)
+
+    def _end_tracker(self) -> None:
+        """Closes the trackers (what `accelerator.end_training()` does, without destroying the process group, which
+        the run's collectives still use: a second `fit()`, the next trainer of a flow in this process)."""
+        for tracker in self.accelerator.trackers:
+            tracker.finish()
+        self.accelerator.trackers.clear()
+
+    def _fit(self, on_log: Callable[[dict], None] | None) -> Path:
         c, started = self.config, time.time()
         progress = tqdm(range(self.step, c.max_steps), initial=self.step, total=c.max_steps, desc=f"train {c.loss}")
         for _ in progress:
@@ -469,8 +515,10 @@ class Trainer:
         return path
 
     def log(self, record: dict) -> None:
+        """One line of metrics.jsonl; the `log_with` tracker gets the same metrics at the record's step."""
         with open(self.output_dir / METRICS_FILE, "a") as handle:
             handle.write(json.dumps(record) + "\n")
+        self.accelerator.log({k: v for k, v in record.items() if k != "step"}, step=record["step"])
 
     @torch.no_grad()
     def validate(self, seeds: tuple[int, ...] = (0, 1, 2, 3)) -> Path:

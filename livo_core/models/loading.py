@@ -11,10 +11,15 @@ from typing import Literal
 
 import torch
 from diffusers import DPMSolverMultistepScheduler, StableDiffusionPipeline
+from diffusers.utils import logging as diffusers_logging
 from huggingface_hub import snapshot_download
+from huggingface_hub.utils import are_progress_bars_disabled
 from transformers import CLIPTokenizer
 
 from livo_core.principles import DATA_DIR
+
+if are_progress_bars_disabled():  # HF_HUB_DISABLE_PROGRESS_BARS (livo's CLI sets it): diffusers' bars too, as
+    diffusers_logging.disable_progress_bar()  # transformers' already follow it
 
 SHAPES_PIPELINE_DIR = DATA_DIR / "shapes_pipeline"
 PROFILES = {"shapes": str(SHAPES_PIPELINE_DIR), "sd15": "stable-diffusion-v1-5/stable-diffusion-v1-5"}

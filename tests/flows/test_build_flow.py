@@ -57,7 +57,9 @@ def test_build_dataset_flow_then_rerun_from_cache(prefect_harness, config):
     assert pairs == root / "pairs.parquet"
     read_table(pairs, PAIRS)
     assert validate_dataset(root).ok
-    assert (root / "README.md").read_text().startswith("# livo preference dataset")
+    card = (root / "README.md").read_text()
+    assert card.startswith("---\n") and "\n# livo preference dataset\n" in card  # front matter, then the card
+    assert (root / "data").is_dir()  # the Hugging Face split files (loaded in tests/unit/test_hf_dataset.py)
     first = _files(root)
     assert any(name.startswith("images/") for name in first)
     assert any(name.startswith("shards/judgments-") for name in first)

@@ -8,9 +8,13 @@ from livo_core.cli import app
 
 
 @pytest.fixture
-def trained(monkeypatch):
-    """The TrainConfig that `livo train` built (the trainer itself is tested in tests/training)."""
+def trained(monkeypatch, tmp_path):
+    """The TrainConfig that `livo train` built (the trainer itself is tested in tests/training), run where `data` is
+    a dataset folder (the command checks it has pairs.parquet before anything loads)."""
     seen = []
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "pairs.parquet").write_text("")
 
     class Recorder:
         def __init__(self, config):

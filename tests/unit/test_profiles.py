@@ -42,6 +42,8 @@ def test_livo_train_on_sd15_uses_the_reference_recipe(tmp_path, monkeypatch):
         raise Stop
 
     monkeypatch.setattr("livo_core.training.Trainer", capture)
+    monkeypatch.setattr("livo_core.cli._require_base_model", lambda name: name)  # no SD1.5 weights here
+    (tmp_path / "pairs.parquet").write_text("")
     result = CliRunner().invoke(app, ["train", str(tmp_path), str(tmp_path / "out"), "--base-model", "sd15"])
     assert isinstance(result.exception, Stop)
     config = seen["config"]

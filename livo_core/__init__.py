@@ -6,4 +6,4 @@ import os
 # each other); PASSIVE fixes it. It must be set before torch starts, hence here, and only when the user has not.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-__version__ = "0.7.0"
+__version__ = "0.8.0"

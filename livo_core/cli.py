@@ -42,7 +42,7 @@ def user_errors() -> tuple[type[BaseException], ...]:
     from livo_core.infra import InfraError
     from livo_core.models.loading import ModelNotAvailableError
 
-    return (ValueError, OSError, LookupError, ModelNotAvailableError, InfraError)
+    return (ValueError, OSError, LookupError, ImportError, ModelNotAvailableError, InfraError)
 
 
 def _one_line(error: BaseException) -> str:
@@ -70,7 +70,8 @@ def main(args: list[str] | None = None) -> None:
         if debug:
             raise
         message = error.format_message() if hasattr(error, "format_message") else str(error)
-        typer.echo(f"Error: {' '.join(message.split())}", err=True)
+        if message.strip():  # empty: `livo` alone, its help already shown
+            typer.echo(f"Error: {' '.join(message.split())}", err=True)
         sys.exit(USAGE_EXIT)
     except Exception as error:
         if debug or not isinstance(error, user_errors()):

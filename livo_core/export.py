@@ -12,6 +12,7 @@ from diffusers import StableDiffusionPipeline
 from livo_core import __version__, diffusers_pipeline
 from livo_core.atomic import fsync_tree, temporary_path
 from livo_core.checkpoint import read_state
+from livo_core.hf_dataset import LICENCES
 from livo_core.models.loading import load_base_pipeline
 from livo_core.models.value_encoder import METADATA_FILE, SUBFOLDER, ValueEncoder
 from livo_core.pipeline import default_settings, read_value_shares
@@ -21,6 +22,7 @@ PIPELINE_FILE = "pipeline.py"  # the file name diffusers looks for in a custom_p
 
 CARD = """---
 library_name: diffusers
+license: {licence}
 tags: [livo, value-alignment, text-to-image, stable-diffusion]
 ---
 # LiVO value encoder
@@ -130,6 +132,7 @@ def model_card(state: dict, checkpoint: Path, base_model: str, dataset: str, tab
     example = load_principles().of_category("bias")[0]
     settings = default_settings(base_model)
     return CARD.format(
+        licence=LICENCES.get(base_model, "other"),  # the copied base weights' licence goes with them
         base_model=base_model,
         subfolder=SUBFOLDER,
         version=__version__,

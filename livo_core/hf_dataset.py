@@ -100,7 +100,7 @@ def front_matter(counts: dict[str, int], base_models: list[str]) -> str:
         "pretty_name": "livo preference dataset",
         "task_categories": ["text-to-image"],
         "tags": ["livo", "value-alignment", "preference", "dpo", f"livo-schema-{SCHEMA_VERSION}"],
-        "size_categories": [next((name for limit, name in SIZE_CATEGORIES if total < limit), "n>1M")],
+        "size_categories": [next((name for limit, name in SIZE_CATEGORIES if total < limit), "1M<n<10M")],
         "configs": [
             {
                 "config_name": "default",
@@ -149,7 +149,13 @@ def push_dataset(root: Path, repo_id: str, private: bool = False, api=None) -> s
     api = api or HfApi()
     try:
         api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
-        api.upload_folder(folder_path=str(root), repo_id=repo_id, repo_type="dataset", allow_patterns=UPLOADED)
+        api.upload_folder(  # shards of an earlier build (another count) are deleted: the globs match only these
+            folder_path=str(root),
+            repo_id=repo_id,
+            repo_type="dataset",
+            allow_patterns=UPLOADED,
+            delete_patterns=[f"{DATA_DIR}/*"],
+        )
     except Exception as error:
         if not _is_connection_error(error):
             raise
@@ -159,8 +165,11 @@ def push_dataset(root: Path, repo_id: str, private: bool = False, api=None) -> s
 
 def _is_connection_error(error: BaseException) -> bool:
     """Offline mode, or a connection that failed (the hub client's HTTP library's transport errors, OS errors)."""
-    from huggingface_hub.errors import OfflineModeIsEnabled
+    from huggingface_hub.errors import HfHubHTTPError, LocalTokenNotFoundError, OfflineModeIsEnabled
 
-    transport = ("TransportError", "ConnectError", "ConnectionError", "Timeout", "ConnectTimeout")
+    if isinstance(error, HfHubHTTPError | LocalTokenNotFoundError):  # the hub answered (401, 404, ...): not offline
+        return False
+    transport = ("TransportError", "ConnectError", "ConnectTimeout")
     chain = type(error).__mro__
-    return isinstance(error, OfflineModeIsEnabled | OSError) or any(c.__name__ in transport for c in chain)
+    offline = OfflineModeIsEnabled | ConnectionError | TimeoutError
+    return isinstance(error, offline) or any(c.__name__ in transport for c in chain)

@@ -224,7 +224,7 @@ def _run_prefect(root: Path, api_url: str, *args: str) -> str:
         _prefect("--no-prompt", *args), cwd=project_dir(root), env=_env(root, api_url), capture_output=True, text=True
     )
     if result.returncode:
-        raise RuntimeError(f"prefect {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+        raise InfraError(f"prefect {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
     return result.stdout
 
 

@@ -445,7 +445,7 @@ class Trainer:
             k: v if isinstance(v, bool | int | float | str) else json.dumps(v)  # trackers take scalars only
             for k, v in self.config.model_dump(mode="json").items()
         }
-        purge = {"tensorboard": {"purge_step": self.step + 1}} if self.step else {}
+        purge = {"tensorboard": {"purge_step": self.step + 1}}  # a resumed run (even from step 0) logs each step once
         self.accelerator.init_trackers(TRACKER_PROJECT, config=hparams, init_kwargs=purge)
 
     def _end_tracker(self) -> None:

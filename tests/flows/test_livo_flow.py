@@ -59,10 +59,11 @@ def test_livo_runs_build_then_train_on_the_dataset_it_built(prefect_harness, sub
         parents = {client.read_task_run(task_run).flow_run_id for task_run in (build_parent, train_parent)}
         (livo_run,) = parents
         assert client.read_flow_run(livo_run).name and client.read_flow_run(build_run).parent_task_run_id
+        waits_on = client.read_task_run(train_parent).task_inputs["wait_for"]  # the edge build -> train
+        assert waits_on, "train-livo does not wait on build-dataset: no edge in the run graph"
 
 
-def test_a_train_dataset_other_than_the_build_is_refused(prefect_harness, subflows, tmp_path):
+def test_train_always_gets_the_dataset_the_run_built(prefect_harness, subflows, tmp_path):
     build = BuildConfig(out_dir=str(tmp_path / "dataset"))
-    with pytest.raises(ValueError, match="the livo flow trains on the dataset it builds"):
-        flows.livo.livo(build, TrainLivoConfig(dataset=str(tmp_path / "other")))
-    assert subflows == []
+    flows.livo.livo(build, TrainLivoConfig(dataset=str(tmp_path / "other")))
+    assert subflows[1][3]["config"].dataset == build.out_dir

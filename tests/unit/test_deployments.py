@@ -14,6 +14,7 @@ from livo_core.train_livo import TrainLivoConfig
 PREFECT_YAML = Path(__file__).resolve().parents[2] / "prefect.yaml"
 CONFIGS = {"flows/build_dataset.py:build_dataset": BuildConfig, "flows/train_livo.py:train_livo": TrainLivoConfig}
 SHARD_FLOW = "flows/build_dataset.py:generate_shard"  # parameters come from build-dataset, per shard
+LIVO_FLOW = "flows/livo.py:livo"  # the whole DAG: parameters build (BuildConfig) and train (TrainLivoConfig)
 DEPLOYMENTS = yaml.safe_load(PREFECT_YAML.read_text())["deployments"]
 
 
@@ -30,7 +31,17 @@ def test_deployment_parameters_are_valid_configs(deployment):
 
 def test_every_flow_has_a_local_and_a_gpu_deployment():
     pools = {(d["entrypoint"], d["work_pool"]["name"]) for d in DEPLOYMENTS}
-    assert pools == {(e, pool) for e in [*CONFIGS, SHARD_FLOW] for pool in ("local", "gpu")}
+    assert pools == {(e, pool) for e in [*CONFIGS, SHARD_FLOW, LIVO_FLOW] for pool in ("local", "gpu")}
+
+
+@pytest.mark.parametrize(
+    "deployment", [d for d in DEPLOYMENTS if d["entrypoint"] == LIVO_FLOW], ids=lambda d: d["name"]
+)
+def test_livo_deployment_parameters_are_valid_configs(deployment):
+    build = BuildConfig(**deployment["parameters"].get("build", {}))
+    train = TrainLivoConfig(**deployment["parameters"].get("train", {}))
+    if deployment["name"] == "sd15":
+        assert build.generate.base_model == train.base_model == "sd15"
 
 
 def test_a_shard_sent_as_json_is_a_valid_generate_shard_call():
